@@ -1,0 +1,53 @@
+"""Wire and text-format compatibility of the training-side protos."""
+import unittest
+
+from google.protobuf import text_format
+
+from monolith.native_training.hooks import controller_hooks_pb2
+from monolith.native_training.hooks.server import service_pb2
+from monolith.native_training.hooks.server import service_pb2_grpc
+from monolith.native_training.proto import ckpt_info_pb2
+from monolith.native_training.runtime.ops import logging_ops_pb2
+
+
+class TrainingProtosTest(unittest.TestCase):
+
+  def test_controller_action_text_and_bytes(self):
+    proto = text_format.Parse("action: TRIGGER_SAVE", controller_hooks_pb2.ControllerHooksProto())
+    self.assertEqual(proto.action, controller_hooks_pb2.ControllerHooksProto.TRIGGER_SAVE)
+    self.assertEqual(proto.SerializeToString(), b"\x08\x01")
+    self.assertEqual(controller_hooks_pb2.ControllerHooksProto().action,
+                     controller_hooks_pb2.ControllerHooksProto.UNKNOWN)
+    with self.assertRaises(text_format.ParseError):
+      text_format.Parse("action: REBOOT", controller_hooks_pb2.ControllerHooksProto())
+
+  def test_ckpt_info_text_format(self):
+    info = ckpt_info_pb2.CkptInfo()
+    info.slot_counts[3] = 10
+    self.assertEqual(text_format.MessageToString(info), "slot_counts {\n  key: 3\n  value: 10\n}\n")
+    # map entry: key field 1 varint, value field 2 varint.
+    self.assertEqual(info.SerializeToString(), bytes.fromhex("0a04" "0803" "100a"))
+
+  def test_controller_service(self):
+    service = service_pb2.DESCRIPTOR.services_by_name["Controller"]
+    self.assertEqual(service.full_name, "Controller")
+    self.assertEqual(sorted(m.name for m in service.methods), [
+        "GetBlockStatus", "GetTrainingStatus", "ResumeTraining", "SaveCheckpoint", "StopTraining"
+    ])
+    status = service_pb2.GetBlockStatusResponse(blocked_indices=[1, 2], unblocked_indices=[0])
+    self.assertEqual(status.SerializeToString(), bytes.fromhex("0a020102" "120100"))
+    self.assertEqual(service_pb2.GetTrainingStatusResponse(global_step=5).SerializeToString(),
+                     b"\x08\x05")
+    self.assertTrue(hasattr(service_pb2_grpc, "ControllerStub"))
+
+  def test_machine_health_result(self):
+    self.assertEqual(logging_ops_pb2.MachineHealthResult().SerializeToString(), b"")
+    oom = logging_ops_pb2.MachineHealthResult(
+        status=logging_ops_pb2.MachineHealthResult.OUT_OF_MEMORY, message="m")
+    self.assertEqual(oom.SerializeToString(), bytes.fromhex("0801" "12016d"))
+    self.assertEqual(logging_ops_pb2.MachineHealthResult.DESCRIPTOR.full_name,
+                     "tensorflow.monolith_tf.MachineHealthResult")
+
+
+if __name__ == "__main__":
+  unittest.main()

@@ -1,0 +1,45 @@
+#include "monolith/native_training/runtime/common/entry_dump.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace {
+
+std::string Hex(const std::string& bytes) {
+  std::string hex;
+  char buf[3];
+  for (unsigned char c : bytes) {
+    std::snprintf(buf, sizeof(buf), "%02x", c);
+    hex += buf;
+  }
+  return hex;
+}
+
+int failures = 0;
+
+void ExpectEq(const std::string& actual, const std::string& expected, const char* what) {
+  if (actual != expected) {
+    std::fprintf(stderr, "FAIL %s:\n  actual   %s\n  expected %s\n", what, actual.c_str(),
+                 expected.c_str());
+    ++failures;
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::string out;
+  const float embedding[] = {1.0f, -2.0f};
+  monolith::AppendEntryDump(-2, 0.5f, embedding, 2, &out);
+  // id: 09 + (-2 as LE sfixed64); num: 15 + 0.5f, 15 + 1.0f, 15 + -2.0f.
+  ExpectEq(Hex(out), "09feffffffffffffff" "150000003f" "150000803f" "15000000c0", "entry with dim 2");
+
+  out = "prefix";
+  monolith::AppendEntryDump(7, 0.0f, nullptr, 0, &out);
+  ExpectEq(Hex(out.substr(6)), "090700000000000000" "1500000000", "entry with dim 0 appends");
+  ExpectEq(out.substr(0, 6), "prefix", "existing bytes kept");
+
+  std::printf("%d passed, %d failed\n", 3 - failures, failures);
+  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
