@@ -14,7 +14,7 @@ def _cuda_objects_impl(ctx):
     for src in ctx.files.srcs:
         obj = ctx.actions.declare_file("_objs/%s/%s.pic.o" % (ctx.label.name, src.basename))
         args = ctx.actions.args()
-        args.add_all(["-c", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
+        args.add_all(["-x", "cu", "-c", "-std=c++17", "-O3", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
                       "-D_GLIBCXX_USE_CXX11_ABI=1", "-I.", "-I" + ctx.bin_dir.path])
         for arch in ctx.attr.archs:
             args.add("-gencode=arch=compute_%s,code=sm_%s" % (arch, arch))
@@ -46,8 +46,8 @@ _cuda_objects = rule(
     },
 )
 
-# Volta to Hopper; sm_90 is what the lent H100/H200 machines run.
-DEFAULT_CUDA_ARCHS = ["70", "80", "90"]
+# Turing to Hopper (CUDA 13 dropped Volta); sm_90 is what the lent H100/H200 machines run.
+DEFAULT_CUDA_ARCHS = ["75", "80", "90"]
 
 def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], archs = DEFAULT_CUDA_ARCHS, **kwargs):
     """A cc_library of nvcc-compiled `srcs` (plus `hdrs`) under --config=cuda; headers only otherwise.
@@ -74,5 +74,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], archs = DEFAULT_C
             "//conditions:default": [],
         }),
         alwayslink = 1,
+        # Static: device code and the static cudart must land in the same link.
+        linkstatic = 1,
         **kwargs
     )
