@@ -9,6 +9,8 @@ _MARKERS = ("/__main__/", "/site-packages/", "/monolith/")
 def find_main() -> str:
   """Returns the directory that contains the top-level `monolith` package."""
   path = os.path.abspath(__file__)
+  # Upstream gives up after the first marker present in the path; trying the next ones too keeps
+  # an installed package working below a directory named __main__ (e.g. inside a Bazel sandbox).
   for marker in _MARKERS:
     index = path.rfind(marker)
     if index < 0:
@@ -17,7 +19,6 @@ def find_main() -> str:
     base = path[:index] if marker == "/monolith/" else path[:index + len(marker) - 1]
     if os.path.exists(os.path.join(base, "monolith")):
       return base
-    break
   raise ValueError(
       "Unable to find the monolith base directory. This file directory is {}. "
       "Are you running under bazel structure?".format(os.path.dirname(path)))

@@ -30,6 +30,16 @@ sh_binary(
     name = "python",
     srcs = ["python.sh"],
 )
+
+exports_files(["tags.bzl"])
+"""
+
+# Wheel tags of the venv's interpreter, e.g. cp311 / cp311 / linux_x86_64.
+_TAGS_SCRIPT = """
+import sys, sysconfig
+tag = "cp%d%d" % sys.version_info[:2]
+platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+print("PYTHON_TAG = %r\\nABI_TAG = %r\\nPLATFORM_TAG = %r" % (tag, tag, platform))
 """
 
 def _python_configure_impl(ctx):
@@ -38,6 +48,10 @@ def _python_configure_impl(ctx):
         fail("PYTHON_BIN_PATH is not set: run tools/bootstrap first (it writes tools/bazelrc.generated).")
     if not ctx.path(python).exists:
         fail("PYTHON_BIN_PATH=%s does not exist: run tools/bootstrap." % python)
+    tags = ctx.execute([python, "-c", _TAGS_SCRIPT])
+    if tags.return_code != 0:
+        fail("cannot run %s: %s" % (python, tags.stderr))
+    ctx.file("tags.bzl", tags.stdout)
     ctx.file("python.sh", "#!/bin/sh\nexec %s \"$@\"\n" % python, executable = True)
     ctx.file("BUILD", _BUILD.format(python = python))
     ctx.file("WORKSPACE", "workspace(name = \"local_config_python\")\n")
