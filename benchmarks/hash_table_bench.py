@@ -1,0 +1,193 @@
+"""Benchmarks the Monolith hash table ops against TensorFlow's own tables in the same process.
+
+For each key count and dim: insert (assign) and lookup throughput in rows/s with batches of
+65,536 ids, issued from 1 and 2 concurrent session threads, against
+tf.lookup.experimental.DenseHashTable and tf.lookup.experimental.MutableHashTable holding the
+same rows; Adagrad apply_gradients against the equivalent composed TF ops (scatter_add of g^2
+into an accumulator, gather, scatter_sub) on dense variables; and the process RSS growth per
+entry of our table against the payload (8-byte key + 4*dim embedding + optimizer state).
+Every ratio is printed ("x" = ours / peer).
+
+  bazel run //benchmarks:hash_table_bench -- --keys=1000000,10000000 --dims=16,64
+"""
+import gc
+import threading
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import psutil
+import tensorflow as tf
+
+from monolith.native_training import entry
+from monolith.native_training import hash_table_ops
+from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("keys", ["1000000", "10000000"], "Numbers of keys held by each table.")
+flags.DEFINE_list("dims", ["16", "64"], "Embedding dims.")
+flags.DEFINE_list("threads", ["1", "2"], "Concurrent session threads issuing batches.")
+flags.DEFINE_integer("batch", 65536, "Ids per op call.")
+flags.DEFINE_integer("lookup_rounds", 2, "Passes over all keys when timing lookups.")
+
+_EMPTY_KEY = -1
+_DELETED_KEY = -2
+
+
+def _session(threads: int) -> tf.compat.v1.Session:
+  config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                    inter_op_parallelism_threads=threads)
+  return tf.compat.v1.Session(config=config)
+
+
+def _rss() -> int:
+  return psutil.Process().memory_info().rss
+
+
+def _timed_batches(sess, op, feed, num_batches: int, threads: int) -> float:
+  """Runs `op` once per batch index (fed into `feed`) from `threads` threads; returns seconds."""
+
+  def worker(t):
+    for b in range(t, num_batches, threads):
+      sess.run(op, feed_dict={feed: b})
+
+  start = time.perf_counter()
+  pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+  for p in pool:
+    p.start()
+  for p in pool:
+    p.join()
+  return time.perf_counter() - start
+
+
+class _Inputs(object):
+  """All ids in a variable; batch b is slice [b*batch, (b+1)*batch) of it."""
+
+  def __init__(self, ids: np.ndarray, batch: int, dim: int):
+    self.batch_index = tf.compat.v1.placeholder(tf.int64, [])
+    self.ids_var = tf.Variable(ids, trainable=False)
+    self.ids = tf.slice(self.ids_var, [self.batch_index * batch], [batch])
+    self.values = tf.ones([batch, dim], tf.float32)
+
+
+def _table_config(dim: int, optimizer: str, capacity: int) -> entry.HashTableConfigInstance:
+  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
+  config.cuckoo.SetInParent()
+  config.initial_capacity = capacity
+  segment = config.entry_config.segments.add(dim_size=dim)
+  getattr(segment.opt_config, optimizer).SetInParent()
+  segment.init_config.zeros.SetInParent()
+  segment.comp_config.fp32.SetInParent()
+  return entry.HashTableConfigInstance(config, [0.01])
+
+
+def _bench_tables(keys: int, dim: int, threads: int, batch: int):
+  rng = np.random.default_rng(keys + dim)
+  ids = rng.choice(np.int64(1) << 62, size=keys, replace=False).astype(np.int64)
+  queries = np.concatenate([rng.permutation(ids) for _ in range(FLAGS.lookup_rounds)])
+  num_insert = keys // batch
+  num_lookup = len(queries) // batch
+  results = {}
+  for name in ["monolith", "DenseHashTable", "MutableHashTable"]:
+    gc.collect()
+    with tf.Graph().as_default():
+      insert_inputs = _Inputs(ids, batch, dim)
+      lookup_inputs = _Inputs(queries, batch, dim)
+      if name == "monolith":
+        table = hash_table_ops.hash_table_from_config(_table_config(dim, "sgd", 1),
+                                                      name_suffix="bench")
+        insert = table.assign(insert_inputs.ids, insert_inputs.values).as_op()
+        lookup = table.lookup(lookup_inputs.ids)
+      else:
+        if name == "DenseHashTable":
+          table = tf.lookup.experimental.DenseHashTable(tf.int64,
+                                                        tf.float32,
+                                                        default_value=tf.zeros([dim]),
+                                                        empty_key=_EMPTY_KEY,
+                                                        deleted_key=_DELETED_KEY)
+        else:
+          table = tf.lookup.experimental.MutableHashTable(tf.int64,
+                                                          tf.float32,
+                                                          default_value=tf.zeros([dim]))
+        insert = table.insert(insert_inputs.ids, insert_inputs.values)
+        lookup = table.lookup(lookup_inputs.ids)
+      with _session(threads) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        # Warm up (creates the table, runs every kernel once) so RSS growth is the rows only.
+        sess.run(lookup.op, feed_dict={lookup_inputs.batch_index: 0})
+        rss_before = _rss()
+        insert_s = _timed_batches(sess, insert, insert_inputs.batch_index, num_insert, threads)
+        rss_growth = _rss() - rss_before
+        lookup_s = _timed_batches(sess, lookup.op, lookup_inputs.batch_index, num_lookup,
+                                  threads)
+      results[name] = (num_insert * batch / insert_s, num_lookup * batch / lookup_s,
+                       rss_growth / (num_insert * batch))
+  return results
+
+
+def _bench_adagrad(keys: int, dim: int, threads: int, batch: int):
+  """Rows/s of one Adagrad step per batch: our table vs composed ops on dense variables."""
+  rng = np.random.default_rng(keys * 3 + dim)
+  order = rng.permutation(keys).astype(np.int64)  # distinct rows within every batch
+  num_batches = keys // batch
+  out = {}
+  for name in ["monolith", "composed"]:
+    gc.collect()
+    with tf.Graph().as_default():
+      inputs = _Inputs(order, batch, dim)
+      grads = inputs.values * 0.5
+      if name == "monolith":
+        table = hash_table_ops.hash_table_from_config(_table_config(dim, "adagrad", keys),
+                                                      name_suffix="adagrad")
+        fill = table.assign(inputs.ids, tf.zeros([batch, dim])).as_op()
+        step = table.apply_gradients(inputs.ids, grads,
+                                     global_step=tf.constant(0, tf.int64)).as_op()
+      else:
+        weights = tf.Variable(tf.zeros([keys, dim]))
+        accum = tf.Variable(tf.fill([keys, dim], 0.1))
+        fill = tf.no_op()
+        new_accum = tf.compat.v1.scatter_add(accum, inputs.ids, grads * grads)
+        update = 0.01 * grads * tf.math.rsqrt(tf.gather(new_accum, inputs.ids))
+        step = tf.compat.v1.scatter_sub(weights, inputs.ids, update).op
+      with _session(threads) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        for b in range(num_batches):
+          sess.run(fill, feed_dict={inputs.batch_index: b})
+        secs = _timed_batches(sess, step, inputs.batch_index, num_batches, threads)
+      out[name] = num_batches * batch / secs
+  return out
+
+
+def main(argv):
+  del argv
+  tf.compat.v1.disable_eager_execution()
+  batch = FLAGS.batch
+  # Throwaway round: first-use costs of the TF runtime (thread pools, per-thread malloc arenas)
+  # would otherwise be charged to whichever table is measured first.
+  _bench_tables(4 * batch, 16, max(map(int, FLAGS.threads)), batch)
+  for keys in map(int, FLAGS.keys):
+    for dim in map(int, FLAGS.dims):
+      payload = 8 + 4 * dim
+      for threads in map(int, FLAGS.threads):
+        r = _bench_tables(keys, dim, threads, batch)
+        ours = r["monolith"]
+        for peer in ["DenseHashTable", "MutableHashTable"]:
+          p = r[peer]
+          print("keys=%d dim=%d threads=%d vs %-16s insert %6.2fM/%6.2fM rows/s x%.2f | "
+                "lookup %6.2fM/%6.2fM rows/s x%.2f | RSS/entry %.0f/%.0f B" %
+                (keys, dim, threads, peer, ours[0] / 1e6, p[0] / 1e6, ours[0] / p[0],
+                 ours[1] / 1e6, p[1] / 1e6, ours[1] / p[1], ours[2], p[2]),
+                flush=True)
+        print("keys=%d dim=%d threads=%d monolith (sgd) RSS/entry %.1f B vs payload %d B: x%.2f" %
+              (keys, dim, threads, ours[2], payload, ours[2] / payload),
+              flush=True)
+        a = _bench_adagrad(keys, dim, threads, batch)
+        print("keys=%d dim=%d threads=%d adagrad apply_gradients %.2fM rows/s vs composed TF "
+              "ops %.2fM rows/s: x%.2f" % (keys, dim, threads, a["monolith"] / 1e6,
+                                           a["composed"] / 1e6, a["monolith"] / a["composed"]),
+              flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,5 @@
+,
+"serve!
+
+idsPlaceholder*
+dtype0	

@@ -1,0 +1,289 @@
+// Tests of the TF-free cores: the worked example of fused_layout.md §9 (every version), a
+// randomized comparison of every version against a direct per-fid reference (forward, and the
+// backward as the exact adjoint of the linear forward), parallel == serial, and bad inputs.
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "monolith/native_training/runtime/layout/batch_fids.h"
+#include "monolith/native_training/runtime/layout/layout_config.h"
+#include "monolith/native_training/runtime/layout/layout_kernels.h"
+#include "monolith/native_training/runtime/layout/sharding.h"
+#include "monolith/native_training/runtime/layout/test_protos.h"
+#include "monolith/native_training/runtime/layout/layout_test_util.h"
+
+namespace monolith {
+namespace layout {
+namespace {
+
+using testing::AddFeature;
+using testing::AddLayout;
+using testing::FeatureConfigMsg;
+using testing::FidFeature;
+using testing::Msg;
+using testing::OutConfigMsg;
+using namespace test_util;  // NOLINT: the shared test helpers
+
+// ---------------------------------------------------------------------------------------------
+// fused_layout.md §9.
+
+std::string WorkedConfig(bool one_table) {
+  Msg cfgs;
+  AddFeature(&cfgs, "fa", FeatureConfigMsg("t1", kSum, {1, 2}));
+  AddFeature(&cfgs, "fb", FeatureConfigMsg(one_table ? "t1" : "t2", kMean, {2}));
+  AddLayout(&cfgs, "vec", OutConfigMsg(kConcat, {{"fa", 1, 3}, {"fb", 0, 2}}, {{-1, 4}}));
+  AddLayout(&cfgs, "bias", OutConfigMsg(kAddN, {{"fa", 0, 1}, {"fb", 0, 1}}, {{-1, 1}}));
+  AddLayout(&cfgs, "raw", OutConfigMsg(kNone, {{"fa", 0, 3}, {"fb", 0, 2}}, {{-1, 3}, {-1, 2}}));
+  return cfgs.str();
+}
+
+std::string WorkedBatch() {
+  Msg batch;
+  Msg fa;
+  fa.Bytes(1, "fa").Sub(2, FidFeature({10, 13})).Sub(2, FidFeature({13, 4})).Varint(3, 0).Varint(4, 1);
+  Msg fb;
+  fb.Bytes(1, "fb").Sub(2, FidFeature({7, 8})).Varint(3, 1).Varint(4, 2);
+  batch.Sub(1, fa).Sub(1, fb).Varint(3, 2);
+  return batch.str();
+}
+
+uint64_t Pack(uint64_t i1, uint64_t i2) { return i1 << 32 | i2; }
+
+void TestWorkedExample() {
+  const LayoutConfig c = MustParse(WorkedConfig(false));
+  EXPECT_TRUE(c.num_out() == 4);
+  EXPECT_TRUE(c.layouts()[0].name == "bias" && c.layouts()[1].name == "raw" && c.layouts()[2].name == "vec");
+  EXPECT_TRUE(c.layouts()[2].slices[0].slice_idx == 1);
+  const std::string bytes = WorkedBatch();
+  BatchFids batch;
+  EXPECT_TRUE(ExtractFromExampleBatch(c, bytes, &batch).empty());
+  const std::map<uint64_t, std::vector<float>> emb = {
+      {10, {1, 2, 3}}, {4, {4, 5, 6}}, {13, {7, 8, 9}}, {8, {10, 20}}, {7, {30, 40}}};
+  const std::vector<std::vector<float>> expected = {
+      {28, 31}, {8, 10, 12, 11, 13, 15}, {20, 30, 20, 30}, {10, 12, 20, 30, 13, 15, 20, 30}};
+  for (int version = 1; version <= 5; ++version) {
+    ShardingResult s;
+    EXPECT_TRUE(ShardFids(c, batch, 2, true, version, 320000, nullptr, &s).empty());
+    EXPECT_TRUE((s.feature_offset == std::vector<int32_t>{0, 2, 4, 6}));
+    EXPECT_TRUE((s.nfl_offset == std::vector<uint32_t>{0, 0x80000002u, 4}));
+    EXPECT_TRUE((s.fids == std::vector<int64_t>{10, 4, 13, 8, 7}));
+    EXPECT_TRUE((s.list_begin == std::vector<int64_t>{0, 2, 3, 4, 5}));
+    EXPECT_TRUE((s.emb_elems == std::vector<int64_t>{6, 3, 2, 2}));
+    const uint64_t fourth = version >= 3 ? 3 : 1;
+    EXPECT_TRUE((s.fid_offset == std::vector<uint64_t>{Pack(0, 0), Pack(1, 0), Pack(1, 0), Pack(0, fourth),
+                                                       Pack(3, 0), Pack(2, 0)}));
+    const VersionInputs in = MakeInputs(version, c, s, MakeEmbeddings(c, s, &emb));
+    if (version == 4) {
+      EXPECT_TRUE((in.tensors[0] == std::vector<float>{1, 2, 3, 4, 5, 6, 10, 20, 7, 8, 9, 30, 40}));
+      EXPECT_TRUE((in.piece_lengths == std::vector<int32_t>{6, 2, 3, 2}));
+    }
+    const auto outs = RunForward(c, in.blocks, OffsetsOf(s), s.batch_size);
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(Near(outs[i], expected[i]));
+    std::vector<std::vector<float>> ones;
+    for (const auto& o : outs) ones.emplace_back(o.size(), 1.f);
+    const auto g = RunBackward(version, c, s, in, s.batch_size, ones);
+    // §9.5, pure accumulation (see LayoutBackward on Quirk Q1).
+    if (version == 4) {
+      EXPECT_TRUE(Near(g[0], {2, 2, 2, 2, 2, 2, 3, 2, 4, 4, 4, 3, 2}));
+    } else {
+      EXPECT_TRUE(Near(g[0], {2, 2, 2, 2, 2, 2}) && Near(g[1], {4, 4, 4}) && Near(g[2], {3, 2}) &&
+                  Near(g[3], {3, 2}));
+    }
+  }
+
+  // §9.6: both features in one table.
+  const LayoutConfig c1 = MustParse(WorkedConfig(true));
+  BatchFids batch1;
+  EXPECT_TRUE(ExtractFromExampleBatch(c1, bytes, &batch1).empty());
+  const std::vector<std::vector<uint64_t>> want = {
+      {Pack(0, 0), Pack(1, 0), Pack(1, 0), Pack(0, 1), Pack(1, 1), Pack(0, 2)},
+      {Pack(0, 0), Pack(2, 0), Pack(2, 0), Pack(0, 1), Pack(3, 0), Pack(1, 0)},
+      {Pack(0, 0), Pack(1, 0), Pack(1, 0), Pack(0, 3), Pack(1, 3), Pack(0, 6)}};
+  for (int version = 1; version <= 3; ++version) {
+    ShardingResult s;
+    EXPECT_TRUE(ShardFids(c1, batch1, 2, true, version, 320000, nullptr, &s).empty());
+    EXPECT_TRUE(s.fid_offset == want[version - 1]);
+    EXPECT_TRUE((s.row_splits[0] == std::vector<int64_t>{0, 2, 3}));
+    EXPECT_TRUE((s.row_splits[1] == std::vector<int64_t>{0, 1, 2}));
+    if (version == 1) continue;  // v1 cannot hold mixed dims in one table
+    const VersionInputs in = MakeInputs(version, c1, s, MakeEmbeddings(c1, s, &emb));
+    const auto outs = RunForward(c1, in.blocks, OffsetsOf(s), s.batch_size);
+    for (int i = 0; i < 4; ++i) EXPECT_TRUE(Near(outs[i], expected[i]));
+  }
+}
+
+// unique = false gives every occurrence its own position; Examples are never shared.
+void TestExamplesNotUnique() {
+  const LayoutConfig c = MustParse(WorkedConfig(false));
+  std::vector<std::string> ex = {
+      Msg().Sub(1, Msg().Bytes(1, "fa").Sub(2, FidFeature({10, 10}))).str(),
+      Msg().Sub(1, Msg().Bytes(1, "unknown").Sub(2, FidFeature({5})))
+          .Sub(1, Msg().Bytes(1, "fb").Sub(2, FidFeature({uint64_t{1} << 54 | 3}, /*v1=*/true))).str()};
+  std::vector<std::string_view> views(ex.begin(), ex.end());
+  BatchFids batch;
+  EXPECT_TRUE(ExtractFromExamples(c, views, &batch).empty());
+  ShardingResult s;
+  EXPECT_TRUE(ShardFids(c, batch, 2, false, 3, 320000, nullptr, &s).empty());
+  EXPECT_TRUE((s.nfl_offset == std::vector<uint32_t>{0, 2, 5}));
+  EXPECT_TRUE((s.feature_offset == std::vector<int32_t>{0, 2, 2, 2, 3}));
+  // fb's v1 fid converted to v2: slot 1 at bit 48.
+  EXPECT_TRUE((s.fids == std::vector<int64_t>{10, 10, int64_t{1} << 48 | 3}));
+  EXPECT_TRUE((s.fid_offset == std::vector<uint64_t>{Pack(0, 0), Pack(0, 3), Pack(3, 0)}));
+}
+
+void TestInstances() {
+  Msg cfgs;
+  AddFeature(&cfgs, "fc_slot_3", FeatureConfigMsg("t", kSum, {2}));
+  AddFeature(&cfgs, "named", FeatureConfigMsg("t", kSum, {2}));
+  const LayoutConfig c = MustParse(cfgs.str());
+  const uint64_t v1a = uint64_t{3} << 54 | 7, v1b = uint64_t{4} << 54 | 7;
+  Msg inst;
+  inst.PackedFixed64(1, {v1a, v1b, v1a + 1});
+  inst.Sub(9, Msg().Bytes(1, "named").PackedFixed64(2, {100}).Sub(6, Msg().PackedFixed64(1, {101, 102})));
+  std::string bytes = inst.str();
+  BatchFids batch;
+  EXPECT_TRUE(ExtractFromInstances(c, {bytes}, &batch).empty());
+  ShardingResult s;
+  EXPECT_TRUE(ShardFids(c, batch, 1, true, 3, 320000, nullptr, &s).empty());
+  const int64_t a = int64_t{3} << 48 | 7;
+  EXPECT_TRUE((s.fids == std::vector<int64_t>{a, a + 1, 100, 101, 102}));
+}
+
+void TestRandomAgainstReference() {
+  std::mt19937 rng(1234);
+  for (int iter = 0; iter < 300; ++iter) {
+    const bool uniform = iter % 2 == 0;
+    const int batch = 1 + iter % 5;
+    RandomCase rc = MakeRandomCase(&rng, uniform, batch);
+    const LayoutConfig c = MustParse(rc.config);
+    BatchFids fids;
+    std::vector<std::string_view> views(rc.protos.begin(), rc.protos.end());
+    std::string err = rc.example_batch ? ExtractFromExampleBatch(c, views[0], &fids)
+                                       : ExtractFromExamples(c, views, &fids);
+    EXPECT_TRUE(err.empty());
+    const auto want = Reference(c, rc, batch);
+    for (int version = uniform ? 1 : 2; version <= 5; ++version) {
+      for (bool unique : {false, true}) {
+        const int P = 1 + iter % 3;
+        ShardingResult s, s_par;
+        EXPECT_TRUE(ShardFids(c, fids, P, unique, version, 320000, nullptr, &s).empty());
+        // Tiny watermark: many chunks, run on threads; results must be identical.
+        EXPECT_TRUE(ShardFids(c, fids, P, unique, version, 3, ThreadRunner(), &s_par).empty());
+        EXPECT_TRUE(s.fid_offset == s_par.fid_offset && s.fids == s_par.fids &&
+                    s.row_splits == s_par.row_splits);
+        EXPECT_TRUE(s.batch_size == batch);
+        const VersionInputs in = MakeInputs(version, c, s, MakeEmbeddings(c, s));
+        const auto got = RunForward(c, in.blocks, OffsetsOf(s), batch);
+        for (size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(Near(got[i], want[i]));
+        EXPECT_TRUE(RunForward(c, in.blocks, OffsetsOf(s), batch, ThreadRunner()) == got);
+        // The forward is linear in the embeddings E, out = A·E; the backward must be Aᵀ:
+        // <Aᵀg, E> == <g, A·E> for a random g.
+        std::vector<std::vector<float>> g;
+        double lhs = 0, rhs = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          g.emplace_back(got[i].size());
+          for (size_t j = 0; j < got[i].size(); ++j) {
+            g[i][j] = std::uniform_real_distribution<float>(-1, 1)(rng);
+            rhs += static_cast<double>(g[i][j]) * got[i][j];
+          }
+        }
+        const auto ge = RunBackward(version, c, s, in, batch, g);
+        const auto ge_par = RunBackward(version, c, s, in, batch, g, ThreadRunner());
+        for (size_t i = 0; i < ge.size(); ++i) {
+          EXPECT_TRUE(Near(ge[i], ge_par[i]));
+          for (size_t j = 0; j < ge[i].size(); ++j) lhs += static_cast<double>(ge[i][j]) * in.tensors[i][j];
+        }
+        if (std::fabs(lhs - rhs) > 1e-3 * (1 + std::fabs(rhs))) {
+          std::fprintf(stderr, "iter %d version %d: adjoint %f vs %f\n", iter, version, lhs, rhs);
+          EXPECT_TRUE(false);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: errors naming the feature, no out-of-bounds access.
+
+void TestBadInput() {
+  LayoutConfig c;
+  Msg cfgs;
+  AddFeature(&cfgs, "fa", FeatureConfigMsg("t1", kSum, {2}));
+  AddLayout(&cfgs, "vec", OutConfigMsg(kConcat, {{"nope", 0, 2}}, {{-1, 2}}));
+  std::string err = LayoutConfig::Parse(cfgs.str(), &c);
+  EXPECT_TRUE(err.find("unknown feature nope") != std::string::npos);
+
+  Msg addn;
+  AddFeature(&addn, "fa", FeatureConfigMsg("t1", kFirstN, {2}, 3));
+  AddLayout(&addn, "bias", OutConfigMsg(kAddN, {{"fa", 0, 2}}, {{-1, 2}}));
+  EXPECT_TRUE(LayoutConfig::Parse(addn.str(), &c).find("ADDN") != std::string::npos);
+
+  Msg small;
+  AddFeature(&small, "fa", FeatureConfigMsg("t1", kSum, {4}));
+  AddLayout(&small, "vec", OutConfigMsg(kConcat, {{"fa", 0, 4}}, {{-1, 3}}));
+  EXPECT_TRUE(LayoutConfig::Parse(small.str(), &c).find("does not fit") != std::string::npos);
+  EXPECT_TRUE(LayoutConfig::Parse(std::string("\xff\xff", 2), &c) == "Failed to parse the feature_cfgs_.");
+
+  const LayoutConfig w = MustParse(WorkedConfig(false));
+  const std::string bytes = WorkedBatch();
+  BatchFids batch;
+  EXPECT_TRUE(ExtractFromExampleBatch(w, bytes, &batch).empty());
+  ShardingResult s;
+  EXPECT_TRUE(ShardFids(w, batch, 2, true, 3, 320000, nullptr, &s).empty());
+  const VersionInputs in = MakeInputs(3, w, s, MakeEmbeddings(w, s));
+
+  // index1 out of range.
+  ShardingResult bad = s;
+  bad.fid_offset[0] = Pack(9, 0);
+  RunForward(w, in.blocks, OffsetsOf(bad), 2, nullptr, &err);
+  EXPECT_TRUE(err.find("feature fa") != std::string::npos && err.find("out of range") != std::string::npos);
+  // Embedding too short (wrong dim).
+  std::vector<Block> short_blocks = in.blocks;
+  short_blocks[0].count = 2;
+  RunForward(w, short_blocks, OffsetsOf(s), 2, nullptr, &err);
+  EXPECT_TRUE(err.find("feature fa") != std::string::npos && err.find("wrong embedding dim") != std::string::npos);
+  // feature_offset beyond fid_offset.
+  bad = s;
+  bad.feature_offset[1] = 100;
+  RunForward(w, in.blocks, OffsetsOf(bad), 2, nullptr, &err);
+  EXPECT_TRUE(err.find("outside fid_offset") != std::string::npos);
+  // Batch larger than the entries.
+  RunForward(w, in.blocks, OffsetsOf(s), 5, nullptr, &err);
+  EXPECT_TRUE(err.find("feature fa") != std::string::npos);
+  // nfl_offset too short.
+  Offsets o = OffsetsOf(s);
+  o.num_nfl = 1;
+  RunForward(w, in.blocks, o, 2, nullptr, &err);
+  EXPECT_TRUE(err.find("feature fb") != std::string::npos);
+  // v2 / v4 list sizes.
+  std::vector<Block> blocks;
+  std::vector<float> buf(13);
+  EXPECT_TRUE(!BuildBlocksV2(w, 3, {{buf.data(), 13}}, {{0, 1}}, &blocks).empty());
+  std::vector<int32_t> lens = {6, 2, 3, 1};
+  EXPECT_TRUE(BuildBlocksV4(w, 2, {buf.data(), 13}, lens.data(), 4, &blocks).find("sums to 12") != std::string::npos);
+  // Malformed protos and INDIVIDUAL lists of the wrong length.
+  EXPECT_TRUE(!ExtractFromExampleBatch(w, std::string("\x0a\x05\x01", 3), &batch).empty());
+  Msg short_batch;
+  short_batch.Sub(1, Msg().Bytes(1, "fa").Sub(2, FidFeature({1}))).Varint(3, 2);
+  err = ExtractFromExampleBatch(w, short_batch.str(), &batch);
+  EXPECT_TRUE(err.find("fa has 1 features") != std::string::npos);
+  std::string truncated = Msg().Sub(1, Msg().Bytes(1, "fa").Sub(2, FidFeature({1, 2}))).str();
+  truncated.pop_back();
+  EXPECT_TRUE(!ExtractFromExamples(w, {truncated}, &batch).empty());
+}
+
+}  // namespace
+}  // namespace layout
+}  // namespace monolith
+
+int main() {
+  monolith::layout::TestWorkedExample();
+  monolith::layout::TestExamplesNotUnique();
+  monolith::layout::TestInstances();
+  monolith::layout::TestRandomAgainstReference();
+  monolith::layout::TestBadInput();
+  std::printf("PASSED\n");
+  return 0;
+}
