@@ -4,6 +4,8 @@ import os
 import sys
 from typing import List, Tuple
 
+from absl import app
+from absl import flags
 from absl import logging
 import tensorflow as tf
 
@@ -61,3 +63,17 @@ def CopyRecursively(src: str, dst: str, max_workers: int = 1, skip_nonexist: boo
   else:
     for pair in copies:
       copy(pair)
+
+
+def run_cli(main, *module_names: str):
+  """app.run(main) for a command that may be a console script (`monolith-agent`, ...).
+
+  absl's `--help` lists the key flags of the script file in sys.argv[0]; for an installed console
+  script that is the pip-generated launcher, which defines none. Registering the key flags of
+  `module_names` (the command's module and the modules whose flags it shares) for it makes `--help`
+  list the command's real flags.
+  """
+  for module_name in module_names:
+    for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  app.run(main)

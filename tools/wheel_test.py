@@ -46,6 +46,11 @@ class WheelTest(unittest.TestCase):
                                                                  result.stdout, result.stderr))
     return result
 
+  @classmethod
+  def run_in_venv_any_rc(cls, argv):
+    result = subprocess.run(argv, capture_output=True, text=True, env=cls.env, cwd=cls.tmp)
+    return result.stdout + result.stderr
+
   def test_pip_check(self):
     output = self.run_in_venv([self.python, "-m", "pip", "check"]).stdout
     self.assertIn("No broken requirements", output)
@@ -73,6 +78,57 @@ f.close()
 print(open(path).read())
 """
     self.assertEqual(self.run_in_venv([self.python, "-c", script]).stdout.strip(), "hello")
+
+  def test_console_scripts_print_help(self):
+    expected_flag = {"monolith-agent": "--conf", "monolith-agent-client": "--cmd_type",
+                     "monolith-agent-controller": "--cmd", "monolith-serving-client": "--cmd_type",
+                     "monolith-tfs-client": "--cmd_type"}
+    for script, flag in expected_flag.items():
+      # absl's --help prints the flags and exits with 1, so the exit status says nothing here.
+      output = self.run_in_venv_any_rc([os.path.join(self.venv, "bin", script), "--help"])
+      self.assertNotIn("Traceback", output, script)
+      self.assertIn(flag, output, script)
+
+  def test_agent_service_scenario_on_fake_zookeeper(self):
+    # Replicas registered in a FakeKazooClient tree are served over loopback gRPC by the
+    # installed AgentService, as an agent would serve them.
+    script = """
+import os, time
+os.environ.update(MY_HOST_IP="127.0.0.1", TCE_INTERNAL_IDC="lf", TCE_LOGICAL_CLUSTER="default")
+from monolith.agent_service.agent_service import AgentService
+from monolith.agent_service.agent_service_pb2 import ServerType
+from monolith.agent_service.data_def import ModelState, ReplicaMeta
+from monolith.agent_service.mocked_zkclient import FakeKazooClient
+from monolith.agent_service.replica_manager import ReplicaWatcher
+from monolith.agent_service.svr_client import SvrClient
+from monolith.agent_service.utils import AgentConfig
+
+zk = FakeKazooClient()
+zk.start()
+conf = AgentConfig(bzid="wheel", base_name="m", deploy_type="ps", base_path="/wheel/m/saved_models",
+                   num_ps=2, dc_aware=True, platform_config_file=os.path.abspath("platform.cfg"))
+for task in range(2):
+  meta = ReplicaMeta(address="10.0.0.{}:9000".format(task), stat=ModelState.AVAILABLE)
+  zk.create("{}/ps:{}/0".format(conf.path_prefix, task), meta.serialize(), ephemeral=True,
+            makepath=True)
+watcher = ReplicaWatcher(zk, conf)
+watcher.watch_data()
+service = AgentService(watcher, port=conf.agent_port)
+service.start()
+try:
+  client = SvrClient(conf)
+  deadline = time.time() + 30
+  while len(client.heart_beat(server_type=ServerType.PS).addresses) < 2:
+    assert time.time() < deadline, "the agent service never saw both ps tasks"
+    time.sleep(0.1)
+  print(sorted(client.get_replicas(server_type=ServerType.PS, task=1).address_list.address))
+finally:
+  service.stop(0)
+  watcher.stop()
+  zk.stop()
+"""
+    output = self.run_in_venv([self.python, "-c", script]).stdout
+    self.assertEqual(output.strip().splitlines()[-1], "['10.0.0.1:9000']")
 
   def test_two_builds_give_identical_bytes(self):
     # //tools:monolith_wheel_second_build runs the same wheel action again, separately: any

@@ -1,16 +1,3 @@
-# Copyright 2022 ByteDance and/or its affiliates.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """The serving agent: `agent --conf=<agent.conf> [--tfs_log=<file>]`.
 
 Picks AgentV1 (one model server per role) or AgentV3 (unified, layout driven) from the conf's
@@ -23,8 +10,9 @@ import os
 import signal
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from monolith import utils
 from monolith.agent_service import constants
 from monolith.agent_service import model_server
 from monolith.agent_service.agent_v1 import AgentV1
@@ -126,7 +114,7 @@ def main(argv):
 
 
 def cli():
-  app.run(main)
+  utils.run_cli(main, __name__, 'monolith.agent_service.utils')
 
 
 if __name__ == '__main__':

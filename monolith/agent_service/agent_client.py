@@ -1,16 +1,3 @@
-# Copyright 2022 ByteDance and/or its affiliates.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """Operator CLI of the agent: AgentService calls and ZooKeeper inspection/mutation.
 
   agent_client --conf=agent.conf --cmd_type=hb --server_type=ps      # HeartBeat
@@ -25,11 +12,12 @@ import re
 import socket
 import sys
 
-from absl import app, flags
+from absl import flags
 import grpc
 from kazoo.exceptions import NoNodeError, NodeExistsError
 
-from monolith.agent_service import client  # noqa: F401  defines the shared client flags
+from monolith import utils
+from monolith.agent_service import client  # defines the shared client flags
 from monolith.agent_service.agent_service_pb2 import GetReplicasRequest, \
   HeartBeatRequest, ServerType
 from monolith.agent_service.agent_service_pb2_grpc import AgentServiceStub
@@ -190,7 +178,7 @@ def main(argv):
 
 
 def cli():
-  app.run(main)
+  utils.run_cli(main, __name__, client.__name__, 'monolith.agent_service.utils')
 
 
 if __name__ == '__main__':

@@ -13,12 +13,13 @@ import json
 import os
 from typing import Optional
 
-from absl import app, flags, logging
+from absl import flags, logging
 from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from monolith import utils
 from monolith.agent_service.backends import (CtrlBackend, SavedModel, SavedModelDeployConfig,
                                              ZKBackend)
 from monolith.native_training import env_utils
@@ -140,6 +141,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+def cli():
+  """Console-script entry point (`monolith-agent-controller`)."""
   env_utils.setup_hdfs_env()
-  app.run(main)
+  utils.run_cli(main, __name__)
+
+
+if __name__ == '__main__':
+  cli()

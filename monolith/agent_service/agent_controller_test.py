@@ -6,14 +6,12 @@ import subprocess
 import sys
 
 from absl.testing import absltest
-from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
 
 from monolith.agent_service.agent_controller import (declare_saved_model, find_model_name,
                                                      map_model_to_layout)
 from monolith.agent_service.backends import SavedModel, SavedModelDeployConfig, ZKBackend
 from monolith.agent_service.mocked_zkclient import FakeKazooClient
-from monolith.agent_service.zk_test_server import ZooKeeperTestServer
+from monolith.agent_service.zk_test_server import RealZooKeeperMixin
 
 BZID = 'gip'
 MODEL = 'test_ffm_model'
@@ -94,33 +92,12 @@ class FakeAgentControllerTest(_AgentControllerTests, absltest.TestCase):
     return bd
 
 
-class RealAgentControllerTest(_AgentControllerTests, absltest.TestCase):
+class RealAgentControllerTest(RealZooKeeperMixin, _AgentControllerTests, absltest.TestCase):
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.server = ZooKeeperTestServer()
-    cls.server.start()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls.server.close()
-    super().tearDownClass()
+  ZK_ROOTS = ('/gip',)
 
   def make_backend(self):
     return ZKBackend(BZID, zk_servers=self.server.hosts)
-
-  def tearDown(self):
-    super().tearDown()
-    cleaner = KazooClient(hosts=self.server.hosts)
-    cleaner.start()
-    try:
-      cleaner.delete('/gip', recursive=True)
-    except NoNodeError:
-      pass
-    finally:
-      cleaner.stop()
-      cleaner.close()
 
   def run_cli(self, *args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))

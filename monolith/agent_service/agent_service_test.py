@@ -1,16 +1,3 @@
-# Copyright 2022 ByteDance and/or its affiliates.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """AgentService over loopback gRPC, backed by a ReplicaWatcher on the fake and a real ZooKeeper,
 and by an AgentDataProvider (agent v3)."""
 
@@ -66,6 +53,17 @@ def register(zk, agent_conf):
     create(f'{path_prefix}/entry:0/{replica_id}', meta)
     expected.setdefault('entry:0', []).append(meta.address)
   return expected
+
+
+def serve(test: unittest.TestCase, source, conf: AgentConfig) -> AgentServiceStub:
+  """Starts an AgentService over `source` for one test and returns a stub talking to it; the
+  channel and then the server go away after the test."""
+  service = AgentService(source, conf)
+  service.start()
+  test.addCleanup(service.stop, 0)
+  channel = grpc.insecure_channel(f'localhost:{service.port}')
+  test.addCleanup(channel.close)
+  return AgentServiceStub(channel)
 
 
 class AgentServiceTest(unittest.TestCase):
@@ -171,6 +169,7 @@ class AgentServiceV2Test(unittest.TestCase):
                             platform_config_file='/tmp/agent_service_test/platform.cfg')
     self.mirror = ZKMirror(FakeKazooClient(), 'test_model')
     self.mirror.start(is_client=True)
+    self.addCleanup(self.mirror.stop)
     self.replicas = [
         ReplicaMeta(address=f'10.0.0.{r}:{9000 + t}', model_name=MODEL_NAME, server_type='ps',
                     task=t, replica=r, stat=ModelState.AVAILABLE) for t in range(2)
@@ -182,15 +181,7 @@ class AgentServiceV2Test(unittest.TestCase):
     for rm in self.replicas:
       self.mirror.create(rm.get_path('test_model'), rm.serialize(), ephemeral=True,
                          makepath=True)
-    self.service = AgentService(self.mirror, self.conf)
-    self.service.start()
-    self.channel = grpc.insecure_channel(f'localhost:{self.service.port}')
-    self.stub = AgentServiceStub(self.channel)
-
-  def tearDown(self):
-    self.channel.close()
-    self.service.stop(0)
-    self.mirror.stop()
+    self.stub = serve(self, self.mirror, self.conf)
 
   def test_heart_beat_and_get_replicas(self):
     deadline = time.time() + 10
@@ -214,14 +205,7 @@ class AgentServiceV3Test(unittest.TestCase):
                             agent_version=3, agent_port=find_free_port(),
                             platform_config_file='/tmp/agent_service_test/platform.cfg')
     self.addrs = {'m1:ps_0': ['10.0.0.1:1'], 'm1:entry': ['10.0.0.1:2', '10.0.0.2:2']}
-    self.service = AgentService(AgentDataProvider(lambda: self.addrs), self.conf)
-    self.service.start()
-    self.channel = grpc.insecure_channel(f'localhost:{self.service.port}')
-    self.stub = AgentServiceStub(self.channel)
-
-  def tearDown(self):
-    self.channel.close()
-    self.service.stop(0)
+    self.stub = serve(self, AgentDataProvider(lambda: self.addrs), self.conf)
 
   def test_heart_beat_serves_the_provider_map(self):
     resp = self.stub.HeartBeat(HeartBeatRequest(server_type=ServerType.ENTRY))

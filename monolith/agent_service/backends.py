@@ -19,6 +19,7 @@ from dataclasses_json import dataclass_json
 from kazoo.exceptions import NoNodeError, NodeExistsError
 from kazoo.protocol.states import KazooState
 
+from monolith.agent_service.json_serde import JsonSerde
 from monolith.native_training.zk_utils import MonolithKazooClient
 
 _RECOVERY_ATTEMPTS = 30
@@ -34,19 +35,9 @@ class SavedModel:
     return '{}:{}'.format(self.model_name, self.sub_graph)
 
 
-class _JsonBytes(object):
-
-  def serialize(self) -> bytes:
-    return self.to_json().encode('utf-8')
-
-  @classmethod
-  def deserialize(cls, serialized: bytes):
-    return cls.from_json(serialized.decode('utf-8'))
-
-
 @dataclass_json
 @dataclass(frozen=True)
-class SavedModelDeployConfig(_JsonBytes):
+class SavedModelDeployConfig(JsonSerde):
   model_base_path: str = None
   version_policy: str = None
 
@@ -62,7 +53,7 @@ class Container:
 
 @dataclass_json
 @dataclass(frozen=True)
-class ContainerServiceInfo(_JsonBytes):
+class ContainerServiceInfo(JsonSerde):
   grpc: str = None
   http: str = None
   archon: str = None
@@ -74,7 +65,19 @@ class ContainerServiceInfo(_JsonBytes):
 LayoutCallback = Callable[[List[Tuple[SavedModel, SavedModelDeployConfig]]], Optional[bool]]
 
 
-class AgentBackend(abc.ABC):
+class _Lifecycle(abc.ABC):
+  """Every backend connects on start() and lets go on stop()."""
+
+  @abc.abstractmethod
+  def start(self):
+    pass
+
+  @abc.abstractmethod
+  def stop(self):
+    pass
+
+
+class AgentBackend(_Lifecycle):
   """What a serving agent (v3) needs from the control plane."""
 
   @abc.abstractmethod
@@ -97,16 +100,8 @@ class AgentBackend(abc.ABC):
   def get_service_map(self) -> Dict[str, Dict[str, List[ContainerServiceInfo]]]:
     pass
 
-  @abc.abstractmethod
-  def start(self):
-    pass
 
-  @abc.abstractmethod
-  def stop(self):
-    pass
-
-
-class CtrlBackend(abc.ABC):
+class CtrlBackend(_Lifecycle):
   """What the operator CLI (agent_controller) needs."""
 
   @abc.abstractmethod
@@ -129,16 +124,8 @@ class CtrlBackend(abc.ABC):
   def bzid_info(self) -> dict:
     pass
 
-  @abc.abstractmethod
-  def start(self):
-    pass
 
-  @abc.abstractmethod
-  def stop(self):
-    pass
-
-
-class SyncBackend(abc.ABC):
+class SyncBackend(_Lifecycle):
   """Where parameter sync finds the serving replicas of one model's sub-graphs."""
 
   @abc.abstractmethod
@@ -147,14 +134,6 @@ class SyncBackend(abc.ABC):
 
   @abc.abstractmethod
   def get_sync_targets(self, sub_graph: str) -> Tuple[str, List[str]]:
-    pass
-
-  @abc.abstractmethod
-  def start(self):
-    pass
-
-  @abc.abstractmethod
-  def stop(self):
     pass
 
 

@@ -7,30 +7,18 @@ thread, so assertions wait for the expected state).
 import json
 import os
 import threading
-import time
 
 from absl.testing import absltest
-from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.exceptions import KazooException
 
 from monolith.agent_service.backends import (Container, ContainerServiceInfo, SavedModel,
                                              SavedModelDeployConfig, ZKBackend)
 from monolith.agent_service.mocked_zkclient import FakeKazooClient
-from monolith.agent_service.zk_test_server import ZooKeeperTestServer
+from monolith.agent_service.zk_test_server import RealZooKeeperMixin, wait_for
 
 BZID = 'gip'
 MODEL = 'test_ffm_model'
 LAYOUT = '/gip/layouts/test_layout/mixed'
-
-
-def wait_for(predicate, timeout=20.0):
-  deadline = time.time() + timeout
-  while True:
-    if predicate():
-      return True
-    if time.time() > deadline:
-      return False
-    time.sleep(0.05)
 
 
 class _ZKBackendTests(object):
@@ -233,33 +221,12 @@ class FakeZKBackendTest(_ZKBackendTests, absltest.TestCase):
     self.bd._zk.expire_session()
 
 
-class RealZKBackendTest(_ZKBackendTests, absltest.TestCase):
+class RealZKBackendTest(RealZooKeeperMixin, _ZKBackendTests, absltest.TestCase):
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.server = ZooKeeperTestServer()
-    cls.server.start()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls.server.close()
-    super().tearDownClass()
+  ZK_ROOTS = ('/gip',)
 
   def make_backend(self):
     return ZKBackend(BZID, zk_servers=self.server.hosts)
-
-  def tearDown(self):
-    super().tearDown()  # stops the backend first: its watches would re-create paths
-    cleaner = KazooClient(hosts=self.server.hosts)
-    cleaner.start()
-    try:
-      cleaner.delete('/gip', recursive=True)
-    except NoNodeError:
-      pass
-    finally:
-      cleaner.stop()
-      cleaner.close()
 
   def expire_session(self):
     self.server.expire_session(self.bd._zk)

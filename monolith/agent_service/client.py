@@ -12,9 +12,10 @@ Exit codes: 0 done, 1 the request failed (e.g. the model is already loaded), 2 b
 from dataclasses import dataclass, field
 from typing import Dict
 
-from absl import app, flags, logging
+from absl import flags, logging
 from kazoo.exceptions import NoNodeError
 
+from monolith import utils
 from monolith.agent_service.data_def import ModelMeta, ReplicaMeta
 from monolith.agent_service.zk_mirror import ZKMirror
 from monolith.native_training import env_utils
@@ -132,5 +133,10 @@ def main(argv):
   return 0
 
 
+def cli():
+  """Console-script entry point (`monolith-serving-client`)."""
+  utils.run_cli(main, __name__)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  cli()

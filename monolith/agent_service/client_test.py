@@ -5,13 +5,11 @@ import subprocess
 import sys
 
 from absl.testing import absltest
-from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
 
 from monolith.agent_service.client import LoadSate, ServingClient
 from monolith.agent_service.data_def import ModelMeta, ModelState, PublishMeta, ReplicaMeta
 from monolith.agent_service.mocked_zkclient import FakeKazooClient
-from monolith.agent_service.zk_test_server import ZooKeeperTestServer
+from monolith.agent_service.zk_test_server import RealZooKeeperMixin
 
 BZID = 'bzid'
 MODEL = 'iptv_ctr'
@@ -71,36 +69,15 @@ class FakeServingClientTest(_ServingClientTests, absltest.TestCase):
     return FakeKazooClient()
 
 
-class RealServingClientTest(_ServingClientTests, absltest.TestCase):
+class RealServingClientTest(RealZooKeeperMixin, _ServingClientTests, absltest.TestCase):
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.server = ZooKeeperTestServer()
-    cls.server.start()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls.server.close()
-    super().tearDownClass()
+  ZK_ROOTS = ('/bzid',)
 
   def zk_servers(self):
     return self.server.hosts
 
   def make_client(self):
     return None  # ServingClient makes its own MonolithKazooClient
-
-  def tearDown(self):
-    super().tearDown()
-    cleaner = KazooClient(hosts=self.server.hosts)
-    cleaner.start()
-    try:
-      cleaner.delete('/bzid', recursive=True)
-    except NoNodeError:
-      pass
-    finally:
-      cleaner.stop()
-      cleaner.close()
 
   def run_cli(self, *args):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))

@@ -13,6 +13,7 @@ from dataclasses_json import dataclass_json
 from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 from tensorflow_serving.apis.status_pb2 import StatusProto
 
+from monolith.agent_service.json_serde import JsonSerde
 from monolith.native_training.net_utils import AddressFamily
 
 ModelState = ModelVersionStatus.State
@@ -24,19 +25,9 @@ VersionPath = NewType('VersionPath', str)
 EmptyStatus = StatusProto()
 
 
-class _Serde(object):
-
-  def serialize(self) -> bytes:
-    return self.to_json().encode('utf-8')
-
-  @classmethod
-  def deserialize(cls, serialized: bytes):
-    return cls.from_json(serialized.decode('utf-8'))
-
-
 @dataclass_json
 @dataclass
-class ModelMeta(_Serde):
+class ModelMeta(JsonSerde):
   model_name: str = None
   model_dir: str = None
   ckpt: str = None
@@ -50,7 +41,7 @@ class ModelMeta(_Serde):
 
 @dataclass_json
 @dataclass
-class ResourceSpec(_Serde):
+class ResourceSpec(JsonSerde):
   address: str = None
   shard_id: int = None
   replica_id: int = None
@@ -70,7 +61,7 @@ class PublishType(Enum):
 
 @dataclass_json
 @dataclass
-class PublishMeta(_Serde):
+class PublishMeta(JsonSerde):
   shard_id: int = None
   replica_id: int = -1
   model_name: str = None
@@ -93,7 +84,7 @@ def _valid(address: str, invalid_prefix: str):
 
 @dataclass_json
 @dataclass
-class ReplicaMeta(_Serde):
+class ReplicaMeta(JsonSerde):
   address: str = None
   address_ipv6: str = None
   stat: int = ModelState.UNKNOWN
@@ -133,7 +124,7 @@ class EventType(Enum):
 
 @dataclass_json
 @dataclass
-class Event(_Serde):
+class Event(JsonSerde):
   path: str = None
   data: bytes = b''
   etype: EventType = EventType.UNKNOWN

@@ -5,6 +5,7 @@ against KazooClient runs unchanged. Watch callbacks run synchronously in the thr
 change (kazoo runs them on its event thread), which keeps tests deterministic.
 """
 
+import abc
 import threading
 import time
 from functools import partial
@@ -19,7 +20,49 @@ def _now_ms() -> int:
   return int(time.time() * 1000)
 
 
-class ChildrenWatch(object):
+class _Watch(abc.ABC):
+  """What kazoo's ChildrenWatch and DataWatch share: given `func` or decorating it, calling it on
+  every change until it returns False; a raising `func` is logged and keeps the watch."""
+
+  def __init__(self, catalog: 'Catalog', path: str, func: Callable = None):
+    self._catalog = catalog
+    self._path = path
+    self._func = None
+    self._stopped = False
+    if func is not None:
+      self(func)
+
+  def __call__(self, func):
+    """Registers `func` (kazoo's decorator form)."""
+    self._func = func
+    self._register()
+    return func
+
+  @property
+  def path(self) -> str:
+    return self._path
+
+  @abc.abstractmethod
+  def _register(self):
+    """Adds this watch to the catalog, which fires it now and on every change."""
+
+  @abc.abstractmethod
+  def _call(self, *args):
+    """Calls `func` the way this kind of watch does; returns what it returned."""
+
+  def _fire(self, *args):
+    if self._stopped or self._func is None:
+      return
+    try:
+      result = self._call(*args)
+    except Exception:  # kazoo logs and keeps its event thread alive
+      logging.exception('%s callback on %s failed', type(self).__name__, self._path)
+      return
+    if result is False:
+      self._stopped = True
+
+
+class ChildrenWatch(_Watch):
   """Calls `func(children)` (or `func(children, event)` with send_event) now and on every change.
 
   Like kazoo: a watch on a missing node stops immediately without calling `func`; returning
@@ -28,37 +71,17 @@ class ChildrenWatch(object):
 
   def __init__(self, catalog: 'Catalog', path: str, func: Callable = None,
                allow_session_lost: bool = True, send_event: bool = False):
-    self._catalog = catalog
-    self._path = path
-    self._func = None
-    self._send_event = send_event
-    self._stopped = False
-    if func is not None:
-      self(func)
+    self._send_event = send_event  # set first: registering fires `func` at once
+    super().__init__(catalog, path, func)
 
-  def __call__(self, func):
-    """Registers `func` (kazoo's decorator form)."""
-    self._func = func
+  def _register(self):
     self._catalog.add_children_watch(self)
-    return func
 
-  @property
-  def path(self) -> str:
-    return self._path
-
-  def _fire(self, children: List[str], event: Optional[WatchedEvent]):
-    if self._stopped or self._func is None:
-      return
-    try:
-      result = self._func(children, event) if self._send_event else self._func(children)
-    except Exception:  # kazoo logs and keeps its event thread alive
-      logging.exception('ChildrenWatch callback on %s failed', self._path)
-      return
-    if result is False:
-      self._stopped = True
+  def _call(self, children: List[str], event: Optional[WatchedEvent]):
+    return self._func(children, event) if self._send_event else self._func(children)
 
 
-class DataWatch(object):
+class DataWatch(_Watch):
   """Calls `func(data, stat, event)` (falling back to `func(data, stat)`) now and on every change.
 
   Like kazoo: a missing node gives `(None, None)`; the watch survives deletion and fires again when
@@ -66,36 +89,17 @@ class DataWatch(object):
   """
 
   def __init__(self, catalog: 'Catalog', path: str, func: Callable = None, *args, **kwargs):
-    self._catalog = catalog
-    self._path = path
-    self._func = None
-    self._stopped = False
-    if func is not None:
-      self(func)
+    # Extra arguments are accepted and ignored, as kazoo does with its deprecated ones.
+    super().__init__(catalog, path, func)
 
-  def __call__(self, func):
-    """Registers `func` (kazoo's decorator form)."""
-    self._func = func
+  def _register(self):
     self._catalog.add_data_watch(self)
-    return func
 
-  @property
-  def path(self) -> str:
-    return self._path
-
-  def _fire(self, data, stat, event):
-    if self._stopped or self._func is None:
-      return
+  def _call(self, data, stat, event):
     try:
-      try:
-        result = self._func(data, stat, event)
-      except TypeError:
-        result = self._func(data, stat)
-    except Exception:
-      logging.exception('DataWatch callback on %s failed', self._path)
-      return
-    if result is False:
-      self._stopped = True
+      return self._func(data, stat, event)
+    except TypeError:
+      return self._func(data, stat)
 
 
 class Election(object):

@@ -1,16 +1,3 @@
-# Copyright 2022 ByteDance and/or its affiliates.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """Model-server client: status, metadata, config reload, Predict and a latency profile.
 
   tfs_client --conf=agent.conf --cmd_type=status|meta|load|profile|get [--model_name=entry]
@@ -28,7 +15,7 @@ import time
 import uuid
 from typing import List, Optional
 
-from absl import app, flags, logging
+from absl import flags, logging
 import grpc
 from google.protobuf import text_format
 
@@ -43,7 +30,8 @@ from tensorflow_serving.config import model_server_config_pb2
 from idl.matrix.proto import example_pb2
 from idl.matrix.proto import line_id_pb2
 from idl.matrix.proto import proto_parser_pb2
-from monolith.agent_service import client  # noqa: F401  defines the shared client flags
+from monolith import utils
+from monolith.agent_service import client  # defines the shared client flags
 from monolith.agent_service.utils import AgentConfig, DeployType, TFSServerType, \
   gen_model_spec, make_tensor_proto
 from monolith.native_training import env_utils
@@ -427,7 +415,7 @@ def main(argv):
 
 
 def cli():
-  app.run(main)
+  utils.run_cli(main, __name__, client.__name__, 'monolith.agent_service.utils')
 
 
 if __name__ == '__main__':

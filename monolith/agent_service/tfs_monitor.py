@@ -1,16 +1,3 @@
-# Copyright 2022 ByteDance and/or its affiliates.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """gRPC monitor of the local model servers (entry / ps / dense): model states and reloads."""
 
 import os
@@ -30,17 +17,10 @@ from tensorflow_serving.config import model_server_config_pb2
 from monolith.agent_service.data_def import PublishMeta, PublishType, VersionPath, \
   TFSModelName
 from monolith.agent_service.utils import AgentConfig, DEFAULT_MODEL_CONFIG, DeployType, \
-  TFSServerType, gen_model_config, gen_model_spec, get_local_ip, pasre_sub_model_name
+  TFSServerType, gen_model_config, gen_model_spec, get_local_ip, latest_version_status, \
+  pasre_sub_model_name, rpc_error_version_status
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
-State = ModelVersionStatus.State
-_NOT_FOUND = 5
-
-
-def _latest_status(statuses: List[ModelVersionStatus]) -> ModelVersionStatus:
-  """The highest AVAILABLE version, else the highest version."""
-  ordered = sorted(statuses, key=lambda s: s.version, reverse=True)
-  return next((s for s in ordered if s.state == State.AVAILABLE), ordered[0])
 
 
 class TFSMonitor:
@@ -135,19 +115,10 @@ class TFSMonitor:
       try:
         response = model_stub.GetModelStatus(
             get_model_status_pb2.GetModelStatusRequest(model_spec=spec), timeout=10)
-        statuses = list(response.model_version_status)
-        if statuses:
-          status = _latest_status(statuses)
-        else:
-          status = ModelVersionStatus(state=State.UNKNOWN,
-                                      status=status_pb2.StatusProto(
-                                          error_code=_NOT_FOUND,
-                                          error_message=f'{tfs_model_name} not found'))
+        status = latest_version_status(response.model_version_status,
+                                       f'{tfs_model_name} not found')
       except grpc.RpcError as e:
-        status = ModelVersionStatus(state=State.UNKNOWN,
-                                    status=status_pb2.StatusProto(
-                                        error_code=e.code().value[0],
-                                        error_message=e.details()))
+        status = rpc_error_version_status(e)
       result[tfs_model_name] = (version_path, status)
     return result
 

@@ -1,16 +1,3 @@
-# Copyright 2022 ByteDance and/or its affiliates.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """Launches one model server for agent v3 and reads its models' states.
 
 The real `tensorflow_model_server` is used when `MONOLITH_TFS_BINARY` (or `$TFS_HOME/bin/`)
@@ -34,31 +21,31 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from monolith.agent_service import model_server
 from monolith.agent_service.agent_base import TFS_BINARY
-from monolith.agent_service.utils import TfServingConfig, gen_model_spec
+from monolith.agent_service.utils import TfServingConfig, gen_model_spec, \
+  latest_version_status, rpc_error_version_status
 from monolith.utils import find_main
 
 State = get_model_status_pb2.ModelVersionStatus.State
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 
 
-def _pick_version(statuses) -> ModelVersionStatus:
-  """The latest AVAILABLE version, else the latest one."""
-  if not statuses:
-    return ModelVersionStatus(state=State.UNKNOWN,
-                              status=status_pb2.StatusProto(error_code=5,
-                                                            error_message='no version found'))
-  ordered = sorted(statuses, key=lambda s: s.version, reverse=True)
-  return next((s for s in ordered if s.state == State.AVAILABLE), ordered[0])
+class _ModelConfigFile:
+  """The models a wrapper serves are the ones named in its (text proto) model config file."""
+
+  def __init__(self, model_config_file: str):
+    self._model_config_file = model_config_file
+
+  def model_config_text(self) -> str:
+    with open(self._model_config_file) as f:
+      return f.read()
+
+  def list_saved_models(self) -> List[str]:
+    config = text_format.Parse(self.model_config_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    return [c.name for c in config.model_config_list.config]
 
 
-def _read_model_names(model_config_file: str) -> List[str]:
-  config = model_server_config_pb2.ModelServerConfig()
-  with open(model_config_file) as f:
-    text_format.Parse(f.read(), config)
-  return [c.name for c in config.model_config_list.config]
-
-
-class TFSWrapper:
+class TFSWrapper(_ModelConfigFile):
 
   def __init__(self,
                archon_port: int,
@@ -69,11 +56,11 @@ class TFSWrapper:
                log_file: str = '/var/log/tiger/monolith_serving/tfs.std.log',
                tfs_binary: Optional[str] = TFS_BINARY,
                model_config_file_poll_wait_seconds: int = 60):
+    super().__init__(model_config_file)
     self._model_config_file_poll_wait_seconds = model_config_file_poll_wait_seconds
     self._archon_port = archon_port
     self._grpc_port = grpc_port
     self._http_port = http_port
-    self._model_config_file = model_config_file
     self._binary_config = binary_config
     self._log_file = log_file
     self._tfs_binary = model_server.resolve_tfs_binary(tfs_binary)
@@ -159,33 +146,20 @@ class TFSWrapper:
     self._proc.poll()
     return self._proc.returncode
 
-  def model_config_text(self) -> str:
-    with open(self._model_config_file) as f:
-      return f.read()
-
-  def list_saved_models(self) -> List[str]:
-    return _read_model_names(self._model_config_file)
-
   def list_saved_models_status(self) -> Dict[str, ModelVersionStatus]:
     result = {}
     for name in self.list_saved_models():
       request = get_model_status_pb2.GetModelStatusRequest(model_spec=gen_model_spec(name))
       try:
         response = self._stub.GetModelStatus(request, timeout=10)
-        result[name] = _pick_version(response.model_version_status)
+        result[name] = latest_version_status(response.model_version_status, 'no version found')
       except grpc.RpcError as e:
-        result[name] = ModelVersionStatus(state=State.UNKNOWN,
-                                          status=status_pb2.StatusProto(
-                                              error_code=e.code().value[0],
-                                              error_message=e.details()))
+        result[name] = rpc_error_version_status(e)
     return result
 
 
-class FakeTFSWrapper:
+class FakeTFSWrapper(_ModelConfigFile):
   """No process: every model in the config file is reported AVAILABLE."""
-
-  def __init__(self, model_config_file: str):
-    self._model_config_file = model_config_file
 
   @property
   def is_grpc_remote_op(self) -> bool:
@@ -199,13 +173,6 @@ class FakeTFSWrapper:
 
   def poll(self) -> Optional[int]:
     return None
-
-  def model_config_text(self) -> str:
-    with open(self._model_config_file) as f:
-      return f.read()
-
-  def list_saved_models(self) -> List[str]:
-    return _read_model_names(self._model_config_file)
 
   def list_saved_models_status(self) -> Dict[str, ModelVersionStatus]:
     return {

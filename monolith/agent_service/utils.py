@@ -1,7 +1,6 @@
 """Serving-agent configuration (agent.conf), TF-Serving config/command generation and helpers."""
 
 import ast
-import copy
 import hashlib
 import json
 import operator
@@ -9,7 +8,7 @@ import os
 import re
 import socket
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from itertools import product
 from typing import Any, Callable, Dict, List, Optional, Union, get_args, get_origin
 
@@ -246,6 +245,22 @@ def gen_model_version_status(version: int, state=ModelVersionStatus.State.UNKNOW
                              error_message: str = None) -> ModelVersionStatus:
   return ModelVersionStatus(version=version, state=state,
                             status=gen_status_proto(error_code, error_message))
+
+
+def latest_version_status(statuses, not_found_message: str) -> ModelVersionStatus:
+  """What GetModelStatus says of a model: its highest AVAILABLE version, else its highest
+  version; UNKNOWN (NOT_FOUND, `not_found_message`) when it lists none."""
+  if not statuses:
+    return ModelVersionStatus(state=ModelVersionStatus.State.UNKNOWN,
+                              status=gen_status_proto(ErrorCode.NOT_FOUND, not_found_message))
+  ordered = sorted(statuses, key=lambda s: s.version, reverse=True)
+  return next((s for s in ordered if s.state == ModelVersionStatus.State.AVAILABLE), ordered[0])
+
+
+def rpc_error_version_status(error) -> ModelVersionStatus:
+  """A failed GetModelStatus call (`error` is its grpc.RpcError) as an UNKNOWN status."""
+  return ModelVersionStatus(state=ModelVersionStatus.State.UNKNOWN,
+                            status=gen_status_proto(error.code().value[0], error.details()))
 
 
 def make_tensor_proto(instances: List[bytes]) -> tensor_pb2.TensorProto:

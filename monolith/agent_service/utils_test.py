@@ -4,6 +4,7 @@ from unittest import mock
 
 from absl.testing import absltest
 from google.protobuf import text_format
+import grpc
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.config import platform_config_pb2
 
@@ -79,6 +80,31 @@ class ServingUtilsTest(absltest.TestCase):
     self.assertEqual(status.state, ModelVersionStatus.State.START)
     self.assertEqual(status.status.error_code, utils.ErrorCode.NOT_FOUND)
     self.assertEqual(status.status.error_message, 'NOT_FOUND')
+
+  def test_latest_version_status(self):
+    State = ModelVersionStatus.State
+    statuses = [utils.gen_model_version_status(v, state) for v, state in
+                ((3, State.LOADING), (1, State.AVAILABLE), (2, State.AVAILABLE))]
+    self.assertEqual(utils.latest_version_status(statuses, 'gone'), statuses[2])
+    self.assertEqual(utils.latest_version_status(statuses[:1], 'gone'), statuses[0])
+    self.assertEqual(utils.latest_version_status([], 'm not found'),
+                     utils.gen_model_version_status(0, State.UNKNOWN, utils.ErrorCode.NOT_FOUND,
+                                                    'm not found'))
+
+  def test_rpc_error_version_status(self):
+
+    class Unavailable(grpc.RpcError):
+
+      def code(self):
+        return grpc.StatusCode.UNAVAILABLE
+
+      def details(self):
+        return 'connection refused'
+
+    self.assertEqual(utils.rpc_error_version_status(Unavailable()),
+                     utils.gen_model_version_status(0, ModelVersionStatus.State.UNKNOWN,
+                                                    utils.ErrorCode.UNAVAILABLE,
+                                                    'connection refused'))
 
   def test_gen_from_file(self):
     conf = AgentConfig.from_file(CONF)

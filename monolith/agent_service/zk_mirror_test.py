@@ -6,11 +6,9 @@ Both run the same scenarios; real watches fire on kazoo's thread, so assertions 
 import os
 import queue
 import random
-import time
 
 from absl.testing import absltest
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
 
 from monolith.agent_service import constants
 from monolith.agent_service.data_def import (Event, EventType, ModelMeta, ModelState,
@@ -18,21 +16,12 @@ from monolith.agent_service.data_def import (Event, EventType, ModelMeta, ModelS
 from monolith.agent_service.mocked_zkclient import FakeKazooClient
 from monolith.agent_service.utils import get_local_ip
 from monolith.agent_service.zk_mirror import ZKMirror
-from monolith.agent_service.zk_test_server import ZooKeeperTestServer
+from monolith.agent_service.zk_test_server import RealZooKeeperMixin, wait_for
 
 MODEL_NAME = 'iptv_ctr'
 SHARD_ID = 2
 REPLICA_ID = 2
 NUM_SHARD = 10
-
-
-def wait_for(predicate, timeout=20.0):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return True
-    time.sleep(0.05)
-  return False
 
 
 class _ZKMirrorTests(object):
@@ -275,38 +264,15 @@ class FakeZKMirrorTest(_ZKMirrorTests, absltest.TestCase):
     self.mirror._zk.expire_session()
 
 
-class RealZKMirrorTest(_ZKMirrorTests, absltest.TestCase):
+class RealZKMirrorTest(RealZooKeeperMixin, _ZKMirrorTests, absltest.TestCase):
 
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.server = ZooKeeperTestServer()
-    cls.server.start()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls.server.close()
-    super().tearDownClass()
+  ZK_ROOTS = ('/bzid', '/model')
 
   def make_client(self):
     return KazooClient(hosts=self.server.hosts)
 
   def expire_session(self):
     self.server.expire_session(self.mirror._zk)
-
-  def tearDown(self):
-    super().tearDown()
-    cleaner = KazooClient(hosts=self.server.hosts)
-    cleaner.start()
-    try:
-      for root in ('/bzid', '/model'):
-        try:
-          cleaner.delete(root, recursive=True)
-        except NoNodeError:
-          pass
-    finally:
-      cleaner.stop()
-      cleaner.close()
 
 
 if __name__ == '__main__':

@@ -8,6 +8,10 @@
 
 The server listens on a free loopback port, keeps its data in a temporary directory and is killed
 when the context exits (or at interpreter exit, should a test forget to stop it).
+
+Tests that run the same scenarios on the in-memory fake and on a real server mix
+`RealZooKeeperMixin` into the real variant, and wait with `wait_for` for state that real watches
+deliver on kazoo's thread.
 """
 
 import atexit
@@ -18,9 +22,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 _JAR_DIRS = ('/usr/share/java', '/usr/share/zookeeper', '/usr/share/zookeeper/lib')
 # zookeeper.jar's runtime dependencies as packaged by Debian (netty for the client port).
@@ -183,3 +188,52 @@ class ZooKeeperTestServer(object):
 
   def __exit__(self, *exc):
     self.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+  """Polls `predicate` until it holds (True) or `timeout` seconds pass (False); it is asked once
+  more after the deadline, so a slow last poll does not fail the wait."""
+  deadline = time.time() + timeout
+  while True:
+    if predicate():
+      return True
+    if time.time() > deadline:
+      return False
+    time.sleep(0.05)
+
+
+class RealZooKeeperMixin(object):
+  """Put before the scenario class and the TestCase: one server (`self.server`) for the class,
+  and the trees under `ZK_ROOTS` deleted after every test so the tests do not see each other.
+
+    class RealFooTest(RealZooKeeperMixin, _FooTests, absltest.TestCase):
+      ZK_ROOTS = ('/bzid',)
+  """
+
+  ZK_ROOTS: Tuple[str, ...] = ()
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.server = ZooKeeperTestServer()
+    cls.server.start()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.server.close()
+    super().tearDownClass()
+
+  def tearDown(self):
+    # The scenario's tearDown stops its clients first: their watches would re-create the paths.
+    super().tearDown()
+    cleaner = KazooClient(hosts=self.server.hosts)
+    cleaner.start()
+    try:
+      for root in self.ZK_ROOTS:
+        try:
+          cleaner.delete(root, recursive=True)
+        except NoNodeError:
+          pass
+    finally:
+      cleaner.stop()
+      cleaner.close()

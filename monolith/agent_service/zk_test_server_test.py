@@ -1,19 +1,8 @@
-import time
-
 from absl.testing import absltest
 from kazoo.client import KazooClient
 from kazoo.protocol.states import KazooState
 
-from monolith.agent_service.zk_test_server import ZooKeeperTestServer
-
-
-def wait_for(predicate, timeout=20.0):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return True
-    time.sleep(0.05)
-  return False
+from monolith.agent_service.zk_test_server import ZooKeeperTestServer, wait_for
 
 
 class ZooKeeperTestServerTest(absltest.TestCase):

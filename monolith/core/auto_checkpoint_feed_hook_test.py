@@ -38,25 +38,22 @@ def _collect(queue_ctx, out, done):
 
 class OpQueueContextTest(tf.test.TestCase):
 
-  def test_signals_until_stop(self):
+  def _iterations_read(self, ctx_class, signals):
+    """Sends `signals` to a `ctx_class` queue context and returns the iteration counts its
+    reader thread saw before the context stopped."""
     out, done = [], threading.Event()
-    ctx = hook_lib._OpQueueContext('collector', _collect, (out, done))
-    ctx.send_next_batch_signal(3)
-    ctx.send_next_batch_signal(0)
-    ctx.send_next_batch_signal(7)
+    ctx = ctx_class('collector', _collect, (out, done))
+    for iterations in signals:
+      ctx.send_next_batch_signal(iterations)
     ctx.join()
     self.assertTrue(done.is_set())
-    self.assertEqual(out, [3, 0, 7])
+    return out
+
+  def test_signals_until_stop(self):
+    self.assertEqual(self._iterations_read(hook_lib._OpQueueContext, [3, 0, 7]), [3, 0, 7])
 
   def test_signal_once(self):
-    out, done = [], threading.Event()
-    ctx = hook_lib._OpSignalOnceQueueContext('once', _collect, (out, done))
-    ctx.send_next_batch_signal(5)
-    ctx.send_next_batch_signal(6)
-    ctx.send_next_batch_signal(7)
-    ctx.join()
-    self.assertTrue(done.is_set())
-    self.assertEqual(out, [5])
+    self.assertEqual(self._iterations_read(hook_lib._OpSignalOnceQueueContext, [5, 6, 7]), [5])
 
   def test_signal_values(self):
     self.assertEqual(hook_lib._SIGNAL.NEXT_BATCH, -1)

@@ -55,6 +55,16 @@ class _InputContext:
     return '/cpu:0', 0, 1, 0
 
 
+def _tpu_input_params(enable_stopping_signals):
+  """The params the TPU estimator hands the input fn on this host."""
+  return {
+      'batch_size': _BATCH_SIZE,
+      'cpu_test': False,
+      'context': _InputContext(),
+      'enable_stopping_signals': enable_stopping_signals,
+  }
+
+
 def _task_params(**kwargs):
   p = _Task.params()
   p.vocab_file_path = _vocab_file()
@@ -213,12 +223,7 @@ class InputFnTest(tf.test.TestCase):
   def test_stopping_signals(self):
     with tf.Graph().as_default():
       task = self._cpu_task(deterministic=True)
-      dataset = task.create_input_fn()({
-          'batch_size': _BATCH_SIZE,
-          'cpu_test': False,
-          'context': _InputContext(),
-          'enable_stopping_signals': True,
-      })
+      dataset = task.create_input_fn()(_tpu_input_params(enable_stopping_signals=True))
       features = tf.data.make_one_shot_iterator(dataset).get_next()
       with tf.Session() as sess:
         batches = [sess.run(features) for _ in range(4)]
@@ -236,17 +241,11 @@ class InputFnTest(tf.test.TestCase):
 
   def test_repeat_and_stopping_signals_conflict(self):
     with tf.Graph().as_default():
-      p_kwargs = {}
-      task = self._cpu_task(**p_kwargs)
+      task = self._cpu_task()
       task.p.train.repeat = True
       input_fn = task.create_input_fn()
       with self.assertRaisesRegex(AssertionError, 'cannot both be set'):
-        input_fn({
-            'batch_size': _BATCH_SIZE,
-            'cpu_test': False,
-            'context': _InputContext(),
-            'enable_stopping_signals': True
-        })
+        input_fn(_tpu_input_params(enable_stopping_signals=True))
 
   def test_dated_file_folder(self):
     root = self.create_tempdir().full_path
@@ -260,12 +259,7 @@ class InputFnTest(tf.test.TestCase):
       p.train.end_date = '20200503'
       task = p.instantiate()
       task.init_slot_to_env()
-      dataset = task.create_input_fn()({
-          'batch_size': _BATCH_SIZE,
-          'cpu_test': False,
-          'context': _InputContext(),
-          'enable_stopping_signals': False,
-      })
+      dataset = task.create_input_fn()(_tpu_input_params(enable_stopping_signals=False))
       features = tf.data.make_one_shot_iterator(dataset).get_next()
       uids = []
       with tf.Session() as sess:

@@ -168,8 +168,8 @@ class FeatureSlot:
     return self._feature_columns
 
 
-class FeatureColumnV1:
-  """A named feature reading one slot; its embeddings are `embedding_lookup(slice)`."""
+class _FeatureColumnBase:
+  """State and accessors shared by the 2D and sequence (3D) feature columns."""
 
   def __init__(self, feature_slot: FeatureSlot, fc_name: str):
     self._feature_slot = feature_slot
@@ -177,12 +177,8 @@ class FeatureColumnV1:
     self._feature_slice_to_tf_placeholder = {}
     self._merged_feature_slice_to_tf_placeholder = {}
     self._bias = None
+    # Last: a slot with bias looks the bias up through this column right away.
     feature_slot._add_feature_column(self)
-
-  def embedding_lookup(self, feature_slice, init_minval_for_oov=None, init_maxval_for_oov=None):
-    return self._feature_slot.get_env()._embedding_lookup(self, feature_slice,
-                                                          init_minval_for_oov,
-                                                          init_maxval_for_oov)
 
   def get_bias(self):
     assert self._bias is not None, 'Feature column %s has no bias.' % self._fc_name
@@ -196,6 +192,15 @@ class FeatureColumnV1:
   def fc_name(self):
     return self._fc_name
 
+
+class FeatureColumnV1(_FeatureColumnBase):
+  """A named feature reading one slot; its embeddings are `embedding_lookup(slice)`."""
+
+  def embedding_lookup(self, feature_slice, init_minval_for_oov=None, init_maxval_for_oov=None):
+    return self._feature_slot.get_env()._embedding_lookup(self, feature_slice,
+                                                          init_minval_for_oov,
+                                                          init_maxval_for_oov)
+
   @property
   def feature_slice_to_tf_placeholder(self):
     if self._feature_slot.get_env().merge_vector:
@@ -207,17 +212,13 @@ class FeatureColumnV1:
 FeatureColumn = FeatureColumnV1
 
 
-class FeatureColumn3D:
+class FeatureColumn3D(_FeatureColumnBase):
   """A sequence feature: embeddings are `[batch, max_seq_length, dim]`."""
 
   def __init__(self, feature_slot: FeatureSlot, max_seq_length: int, fc_name: str):
-    self._feature_slot = feature_slot
+    # Set before the base registers the column: the bias lookup reads it.
     self._max_seq_length = max_seq_length
-    self._fc_name = fc_name
-    self._feature_slice_to_tf_placeholder = {}
-    self._merged_feature_slice_to_tf_placeholder = {}
-    self._bias = None
-    feature_slot._add_feature_column(self)
+    super().__init__(feature_slot, fc_name)
 
   def embedding_lookup(self, feature_slice, max_seq_length=None, init_minval_for_oov=None,
                        init_maxval_for_oov=None):
@@ -232,18 +233,6 @@ class FeatureColumn3D:
 
   def size_tensor_lookup(self):
     return self._feature_slot.get_env()._size_tensor_lookup(self)
-
-  def get_bias(self):
-    assert self._bias is not None, 'Feature column %s has no bias.' % self._fc_name
-    return self._bias
-
-  @property
-  def feature_slot(self):
-    return self._feature_slot
-
-  @property
-  def fc_name(self):
-    return self._fc_name
 
   @property
   def max_seq_length(self):

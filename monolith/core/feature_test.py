@@ -15,6 +15,16 @@ def _env_params(merge_vector=False, qr_multi_hashing=False, random_oov=False):
   return p
 
 
+def _finalized_column(vocab_size, dim, params):
+  """A finalized env with slot 1 (`vocab_size` ids, one `dim`-wide slice) read by column 'fc'."""
+  env = feature.Env({1: vocab_size}, params)
+  slot = feature.FeatureSlot(env, 1)
+  vec = slot.add_feature_slice(dim=dim)
+  column = feature.FeatureColumnV1(slot, 'fc')
+  env.finalize()
+  return env, vec, column
+
+
 class FeatureTest(tf.test.TestCase):
 
   def setUp(self):
@@ -71,31 +81,19 @@ class FeatureTest(tf.test.TestCase):
       column.get_bias()
 
   def test_lookup_with_features(self):
-    env = feature.Env({1: 10}, _env_params())
-    slot = feature.FeatureSlot(env, 1)
-    vec = slot.add_feature_slice(dim=2)
-    column = feature.FeatureColumnV1(slot, 'fc')
-    env.finalize()
+    env, vec, column = _finalized_column(10, 2, _env_params())
     value = tf.constant([[1.0, 2.0]])
     env.set_tpu_features({'fc_0': value})
     self.assertIs(column.embedding_lookup(vec), value)
 
   def test_qr_lookup_sums_parts(self):
-    env = feature.Env({1: 1000}, _env_params(qr_multi_hashing=True))
-    slot = feature.FeatureSlot(env, 1)
-    vec = slot.add_feature_slice(dim=2)
-    column = feature.FeatureColumnV1(slot, 'fc')
-    env.finalize()
+    env, vec, column = _finalized_column(1000, 2, _env_params(qr_multi_hashing=True))
     env.set_tpu_features({'fc_0_0': tf.constant([[1.0, 2.0]]), 'fc_0_1': tf.constant([[3.0, 4.0]])})
     with self.session() as sess:
       self.assertAllClose(sess.run(column.embedding_lookup(vec)), [[4.0, 6.0]])
 
   def test_random_init_for_oov(self):
-    env = feature.Env({1: 10}, _env_params(random_oov=True))
-    slot = feature.FeatureSlot(env, 1)
-    vec = slot.add_feature_slice(dim=3)
-    column = feature.FeatureColumnV1(slot, 'fc')
-    env.finalize()
+    env, vec, column = _finalized_column(10, 3, _env_params(random_oov=True))
     env.set_tpu_features({'fc_0': tf.constant([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])})
     with self.session() as sess:
       out = sess.run(column.embedding_lookup(vec, 5.0, 6.0))

@@ -1,18 +1,10 @@
 import threading
-import time
 
 import tensorflow as tf
 from tensorflow.python.training import monitored_session
 
 from monolith.native_training import barrier_ops
-
-
-def _wait_for(predicate, timeout=30):
-  deadline = time.time() + timeout
-  while not predicate():
-    if time.time() > deadline:
-      raise AssertionError("condition not met within {}s".format(timeout))
-    time.sleep(0.05)
+from monolith.native_training.test_utils import wait_for
 
 
 class BarrierOpsTest(tf.test.TestCase):
@@ -75,7 +67,7 @@ class BarrierOpsTest(tf.test.TestCase):
       sess.run(tf.compat.v1.local_variables_initializer())
       op.place_barrier(sess, action="test_action")
       thread.start()
-      _wait_for(lambda: op.is_all_blocked(sess))
+      wait_for(lambda: op.is_all_blocked(sess))
       self.assertEqual(sess.run(global_step), 1)
       # Once by the chief when placing, once by the worker when it blocks.
       self.assertEqual(actions, ["test_action", "test_action"])

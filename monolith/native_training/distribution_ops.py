@@ -25,6 +25,22 @@ def _num_layout_tensors(feature_cfgs: FeatureConfigs) -> int:
   return sum(len(out_conf.shape) for out_conf in feature_cfgs.out_configs.values())
 
 
+def _common_args(version, fid_list_emb_row_lenth, fid_offset, feature_offset, nfl_offset,
+                 batch_size, variant_type, feature_cfgs: FeatureConfigs):
+  """Validates the version-specific input and returns the arguments that every version of the
+  forward and gradient ops takes."""
+  if version == 4:
+    assert fid_list_emb_row_lenth is not None, 'version 4 needs fid_list_emb_row_lenth'
+  else:
+    assert fid_list_emb_row_lenth is None, 'fid_list_emb_row_lenth is only used by version 4'
+  return dict(fid_offset=fid_offset,
+              feature_offset=feature_offset,
+              nfl_offset=nfl_offset,
+              batch_size=batch_size,
+              variant_type=_normalize_variant_type(variant_type),
+              feature_cfgs=feature_cfgs.SerializeToString())
+
+
 def fused_embedding_to_layout(embeddings_list: List[tf.Tensor],
                               fid_list_row_split: Optional[List[tf.Tensor]],
                               fid_offset: tf.Tensor,
@@ -42,18 +58,9 @@ def fused_embedding_to_layout(embeddings_list: List[tf.Tensor],
                               parallel_flag: int = 0,
                               version: int = 3) -> List[tf.Tensor]:
   """Returns the layout tensors, in sorted layout-name order, each layout's shapes in order."""
-  variant_type = _normalize_variant_type(variant_type)
-  if version == 4:
-    assert fid_list_emb_row_lenth is not None, 'version 4 needs fid_list_emb_row_lenth'
-  else:
-    assert fid_list_emb_row_lenth is None, 'fid_list_emb_row_lenth is only used by version 4'
-  common = dict(fid_offset=fid_offset,
-                feature_offset=feature_offset,
-                nfl_offset=nfl_offset,
-                batch_size=batch_size,
-                num_out=_num_layout_tensors(feature_cfgs),
-                variant_type=variant_type,
-                feature_cfgs=feature_cfgs.SerializeToString())
+  common = _common_args(version, fid_list_emb_row_lenth, fid_offset, feature_offset, nfl_offset,
+                        batch_size, variant_type, feature_cfgs)
+  common['num_out'] = _num_layout_tensors(feature_cfgs)
   if version == 5:
     return gen_monolith_ops.monolith_embedding_to_layout_v5(embeddings_list=embeddings_list,
                                                             nfl_size=nfl_size,
@@ -104,25 +111,15 @@ def fused_embedding_to_layout_grad(nfl_offset: tf.Tensor,
                                    version: int = 3) -> List[tf.Tensor]:
   """Gradients of the layout tensors w.r.t. every tensor of `embeddings_list` (same shapes)."""
   global _grad_scale_logged
-  variant_type = _normalize_variant_type(variant_type)
+  common = _common_args(version, fid_list_emb_row_lenth, fid_offset, feature_offset, nfl_offset,
+                        batch_size, variant_type, feature_cfgs)
   if layout_tensors_grad_scale is not None:
     if not _grad_scale_logged:
       logging.info('fused_embedding_to_layout_grad: scaling layout gradients by %s',
                    layout_tensors_grad_scale)
       _grad_scale_logged = True
     layout_tensors_grad = [g * layout_tensors_grad_scale for g in layout_tensors_grad]
-  if version == 4:
-    assert fid_list_emb_row_lenth is not None, 'version 4 needs fid_list_emb_row_lenth'
-  else:
-    assert fid_list_emb_row_lenth is None, 'fid_list_emb_row_lenth is only used by version 4'
-  common = dict(embeddings_list=embeddings_list,
-                fid_offset=fid_offset,
-                feature_offset=feature_offset,
-                nfl_offset=nfl_offset,
-                batch_size=batch_size,
-                tensors_grad=layout_tensors_grad,
-                variant_type=variant_type,
-                feature_cfgs=feature_cfgs.SerializeToString())
+  common.update(embeddings_list=embeddings_list, tensors_grad=layout_tensors_grad)
   if version == 4:
     return gen_monolith_ops.monolith_embedding_to_layout_grad_v4(
         fid_list_emb_row_lenth=fid_list_emb_row_lenth,
@@ -142,58 +139,46 @@ def fused_embedding_to_layout_grad(nfl_offset: tf.Tensor,
   return gen_monolith_ops.monolith_embedding_to_layout_grad(**common)
 
 
-def _forward_attrs(op):
-  return dict(variant_type=op.get_attr('variant_type'), feature_cfgs=op.get_attr('feature_cfgs'))
+def _grad_args(op, grads, embeddings, offsets_at):
+  """Arguments every grad op takes: the forward's embeddings, its four offset inputs (starting at
+  input `offsets_at`), the layout gradients and the forward's attrs."""
+  fid_offset, feature_offset, nfl_offset, batch_size = op.inputs[offsets_at:offsets_at + 4]
+  return dict(embeddings_list=embeddings,
+              fid_offset=fid_offset,
+              feature_offset=feature_offset,
+              nfl_offset=nfl_offset,
+              batch_size=batch_size,
+              tensors_grad=list(grads),
+              variant_type=op.get_attr('variant_type'),
+              feature_cfgs=op.get_attr('feature_cfgs'))
 
 
 # Registered gradients re-read the forward's attrs and always run serially (parallel_flag = 0).
 @tf.RegisterGradient('MonolithEmbeddingToLayout')
 def _embedding_to_layout_grad(op, *grads):
   m = op.get_attr('M')
-  embeddings = list(op.inputs[:m])
-  fid_offset, feature_offset, nfl_offset, batch_size = op.inputs[m:m + 4]
-  out = gen_monolith_ops.monolith_embedding_to_layout_grad(embeddings_list=embeddings,
-                                                           fid_offset=fid_offset,
-                                                           feature_offset=feature_offset,
-                                                           nfl_offset=nfl_offset,
-                                                           batch_size=batch_size,
-                                                           tensors_grad=list(grads),
-                                                           **_forward_attrs(op))
+  out = gen_monolith_ops.monolith_embedding_to_layout_grad(
+      **_grad_args(op, grads, list(op.inputs[:m]), m))
   return list(out) + [None] * 4
 
 
 @tf.RegisterGradient('MonolithEmbeddingToLayoutV2')
 def _embedding_to_layout_v2_grad(op, *grads):
   m = op.get_attr('M')
-  embeddings = list(op.inputs[:m])
-  row_splits = list(op.inputs[m:2 * m])
-  fid_offset, feature_offset, nfl_offset, batch_size = op.inputs[2 * m:2 * m + 4]
-  out = gen_monolith_ops.monolith_embedding_to_layout_grad_v2(embeddings_list=embeddings,
-                                                              fid_list_row_split=row_splits,
-                                                              fid_offset=fid_offset,
-                                                              feature_offset=feature_offset,
-                                                              nfl_offset=nfl_offset,
-                                                              batch_size=batch_size,
-                                                              tensors_grad=list(grads),
-                                                              ps_num=op.get_attr('ps_num'),
-                                                              parallel_flag=0,
-                                                              **_forward_attrs(op))
+  out = gen_monolith_ops.monolith_embedding_to_layout_grad_v2(
+      fid_list_row_split=list(op.inputs[m:2 * m]),
+      ps_num=op.get_attr('ps_num'),
+      parallel_flag=0,
+      **_grad_args(op, grads, list(op.inputs[:m]), 2 * m))
   return list(out) + [None] * (m + 4)
 
 
 def _v3_grad(op, grads, num_extra_inputs):
   m = op.get_attr('M')
-  embeddings = list(op.inputs[:m])
-  fid_offset, feature_offset, nfl_offset, batch_size = op.inputs[m:m + 4]
-  out = gen_monolith_ops.monolith_embedding_to_layout_grad_v3(embeddings_list=embeddings,
-                                                              fid_offset=fid_offset,
-                                                              feature_offset=feature_offset,
-                                                              nfl_offset=nfl_offset,
-                                                              batch_size=batch_size,
-                                                              tensors_grad=list(grads),
-                                                              ps_num=op.get_attr('ps_num'),
-                                                              parallel_flag=0,
-                                                              **_forward_attrs(op))
+  out = gen_monolith_ops.monolith_embedding_to_layout_grad_v3(
+      ps_num=op.get_attr('ps_num'),
+      parallel_flag=0,
+      **_grad_args(op, grads, list(op.inputs[:m]), m))
   return list(out) + [None] * num_extra_inputs
 
 
@@ -210,18 +195,9 @@ def _embedding_to_layout_v5_grad(op, *grads):
 
 @tf.RegisterGradient('MonolithEmbeddingToLayoutV4')
 def _embedding_to_layout_v4_grad(op, *grads):
-  embeddings = [op.inputs[0]]
-  emb_row_lenth, fid_offset, feature_offset, nfl_offset, batch_size = op.inputs[1:6]
   out = gen_monolith_ops.monolith_embedding_to_layout_grad_v4(
-      embeddings_list=embeddings,
-      fid_list_emb_row_lenth=emb_row_lenth,
-      fid_offset=fid_offset,
-      feature_offset=feature_offset,
-      nfl_offset=nfl_offset,
-      batch_size=batch_size,
-      tensors_grad=list(grads),
+      fid_list_emb_row_lenth=op.inputs[1],
       ps_num=op.get_attr('ps_num'),
       parallel_flag=0,
-      **_forward_attrs(op))
+      **_grad_args(op, grads, [op.inputs[0]], 2))
   return list(out) + [None] * 5
-

@@ -95,71 +95,68 @@ def random_examples(rng: random.Random, cfgs: FeatureConfigs, batch_size: int):
   return examples, entries
 
 
-def reference_forward(cfgs: FeatureConfigs, entries, batch_size):
-  outputs = []
+def _layout_cells(cfgs: FeatureConfigs, layouts, batch_size):
+  """Yields (slice config, feature config, row, cell) for every slice of every layout and every
+  batch row; `layouts` are the layout arrays in the op's order (sorted layout names, each layout's
+  shapes in order) and `cell` is the view of them that holds the slice's pooled value of the row
+  (shared with the other slices for ADDN)."""
+  it = iter(layouts)
   for ln in sorted(cfgs.out_configs):
     oc = cfgs.out_configs[ln]
-    arrays = [np.zeros([batch_size] + list(s.dims[1:]), np.float32) for s in oc.shape]
+    arrays = [next(it) for _ in oc.shape]
     col = 0
     for j, sc in enumerate(oc.slice_configs):
-      cfg = cfgs.feature_configs[sc.feature_name]
-      dims = sum(cfg.slice_dims)
       w = sc.end - sc.start
       for r in range(batch_size):
-        vals = [emb_value(sc.feature_name, f, dims)[sc.start:sc.end] for f in entries[sc.feature_name][r]]
-        if cfg.pooling_type == PoolingType.FIRSTN:
-          pooled = np.zeros((cfg.max_sequence_length, w), np.float32)
-          for k, v in enumerate(vals[:cfg.max_sequence_length]):
-            pooled[k] = v
-        else:
-          pooled = np.sum(vals, axis=0) if vals else np.zeros(w, np.float32)
-          if cfg.pooling_type == PoolingType.MEAN and vals:
-            pooled = pooled / len(vals)
         if oc.out_type == OutType.NONE:
-          arrays[j][r] = pooled
+          cell = arrays[j][r]
         elif oc.out_type == OutType.CONCAT:
-          arrays[0][r, col:col + w] = pooled
+          cell = arrays[0][r, col:col + w]
         elif oc.out_type == OutType.STACK:
-          arrays[0][r, j] = pooled
+          cell = arrays[0][r, j]
         else:
-          arrays[0][r] += pooled
+          cell = arrays[0][r]
+        yield sc, cfgs.feature_configs[sc.feature_name], r, cell
       col += w
-    outputs.extend(arrays)
+
+
+def reference_forward(cfgs: FeatureConfigs, entries, batch_size):
+  outputs = [
+      np.zeros([batch_size] + list(s.dims[1:]), np.float32)
+      for ln in sorted(cfgs.out_configs)
+      for s in cfgs.out_configs[ln].shape
+  ]
+  for sc, cfg, r, cell in _layout_cells(cfgs, outputs, batch_size):
+    dims = sum(cfg.slice_dims)
+    w = sc.end - sc.start
+    vals = [emb_value(sc.feature_name, f, dims)[sc.start:sc.end] for f in entries[sc.feature_name][r]]
+    if cfg.pooling_type == PoolingType.FIRSTN:
+      pooled = np.zeros((cfg.max_sequence_length, w), np.float32)
+      for k, v in enumerate(vals[:cfg.max_sequence_length]):
+        pooled[k] = v
+    else:
+      pooled = np.sum(vals, axis=0) if vals else np.zeros(w, np.float32)
+      if cfg.pooling_type == PoolingType.MEAN and vals:
+        pooled = pooled / len(vals)
+    cell += pooled
   return outputs
 
 
 def reference_backward(cfgs: FeatureConfigs, entries, batch_size, upstream):
   """Gradient per (feature, fid), summed over occurrences."""
   grads = {}
-  it = iter(upstream)
-  for ln in sorted(cfgs.out_configs):
-    oc = cfgs.out_configs[ln]
-    arrays = [next(it) for _ in oc.shape]
-    col = 0
-    for j, sc in enumerate(oc.slice_configs):
-      cfg = cfgs.feature_configs[sc.feature_name]
-      dims = sum(cfg.slice_dims)
-      w = sc.end - sc.start
-      for r in range(batch_size):
-        fids = entries[sc.feature_name][r]
-        if oc.out_type == OutType.NONE:
-          g = arrays[j][r]
-        elif oc.out_type == OutType.CONCAT:
-          g = arrays[0][r, col:col + w]
-        elif oc.out_type == OutType.STACK:
-          g = arrays[0][r, j]
-        else:
-          g = arrays[0][r]
-        for k, f in enumerate(fids):
-          acc = grads.setdefault((sc.feature_name, f), np.zeros(dims, np.float32))
-          if cfg.pooling_type == PoolingType.FIRSTN:
-            if k < cfg.max_sequence_length:
-              acc[sc.start:sc.end] += g[k]
-          elif cfg.pooling_type == PoolingType.MEAN:
-            acc[sc.start:sc.end] += g / len(fids)
-          else:
-            acc[sc.start:sc.end] += g
-      col += w
+  for sc, cfg, r, g in _layout_cells(cfgs, upstream, batch_size):
+    dims = sum(cfg.slice_dims)
+    fids = entries[sc.feature_name][r]
+    for k, f in enumerate(fids):
+      acc = grads.setdefault((sc.feature_name, f), np.zeros(dims, np.float32))
+      if cfg.pooling_type == PoolingType.FIRSTN:
+        if k < cfg.max_sequence_length:
+          acc[sc.start:sc.end] += g[k]
+      elif cfg.pooling_type == PoolingType.MEAN:
+        acc[sc.start:sc.end] += g / len(fids)
+      else:
+        acc[sc.start:sc.end] += g
   return grads
 
 
@@ -295,6 +292,41 @@ class FusedLayoutPropertyTest(tf.test.TestCase):
       loss = tf.reduce_sum(layouts[0] * [[1., 2., 3.]]) + tf.reduce_sum(layouts[1] * 0.5)
       theoretical, numerical = tf.compat.v1.test.compute_gradient(emb, [10], loss, [])
     self.assertAllClose(theoretical, numerical, rtol=1e-2, atol=1e-2)
+
+  def test_public_grad_op(self):
+    """fused_embedding_to_layout_grad called directly, with a gradient scale, against the
+    registered gradient: two rows of one SUM feature, each row one distinct fid."""
+    cfgs = FeatureConfigs()
+    cfgs.feature_configs['a'].CopyFrom(
+        FeatureConfig(table='t', pooling_type=PoolingType.SUM, slice_dims=[4]))
+    cfgs.out_configs['x'].CopyFrom(
+        OutConfig(out_type=OutType.CONCAT,
+                  slice_configs=[SliceConfig(feature_name='a', start=0, end=4)],
+                  shape=[TensorShape(dims=[-1, 4])]))
+    with tf.Graph().as_default(), self.session() as sess:
+      emb = tf.constant(np.arange(8, dtype=np.float32))
+      fid_offset = tf.constant([0, 4], tf.uint64)
+      feature_offset = tf.constant([0, 1, 2], tf.int32)
+      nfl_offset = tf.constant([0, 2], tf.uint32)
+      batch_size = tf.constant([2], tf.int32)
+      layouts = distribution_ops.fused_embedding_to_layout([emb], None, fid_offset,
+                                                           feature_offset, nfl_offset, batch_size,
+                                                           'example', cfgs, 1, version=3)
+      upstream = tf.constant(np.arange(1, 9, dtype=np.float32).reshape(2, 4))
+      registered = tf.gradients(layouts, [emb], grad_ys=[upstream])
+      public = distribution_ops.fused_embedding_to_layout_grad(nfl_offset,
+                                                               feature_offset,
+                                                               fid_offset,
+                                                               batch_size, [emb],
+                                                               None, [upstream],
+                                                               'example',
+                                                               cfgs,
+                                                               1,
+                                                               layout_tensors_grad_scale=0.5,
+                                                               version=3)
+      registered_np, public_np = sess.run([registered, public])
+    self.assertAllClose(registered_np[0], np.arange(1, 9))
+    self.assertAllClose(public_np[0], np.arange(1, 9) * 0.5)
 
 
 class FusedLayoutBadInputTest(tf.test.TestCase):

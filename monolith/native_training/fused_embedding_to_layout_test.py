@@ -148,6 +148,82 @@ def _split_v4_grad(grad, emb_row_lenth, num_tables, ps_num):
   return [pieces[ps * num_tables + ti] for ti in range(num_tables) for ps in range(ps_num)]
 
 
+def _build_layout_op(serialized, variant_type, unique, feature_cfgs, num_ps, num_tables,
+                     embeddings, fid_offset_list, feature_offset_list, nfl_offset_list,
+                     fid_row_split_list, batch_size, shard_op_version, op_version, parallel_flag,
+                     use_gpu):
+  """Builds the layout op of `op_version` over per-(table, shard) `embeddings`.
+
+  With `shard_op_version` the offsets come from parsing `serialized` and running the sharding op
+  (the production path, `unique` as the caller's hand-computed layout assumes); without it from the
+  hand-computed lists, which only v1/v2 accept.
+  Returns (embedding inputs, layout tensors, v4 row lengths or None).
+  """
+  fid_list_emb_row_lenth = None
+  nfl_size = feature_size = fid_size = emb_size = None
+  if shard_op_version:
+    assert op_version == shard_op_version
+    get_default_parser_ctx().enable_fused_layout = True
+    parse = parse_example_batch if variant_type == 'example_batch' else parse_examples
+    features = parse(tf.constant(serialized),
+                     sparse_features=[],
+                     dense_features=[],
+                     dense_feature_shapes=[],
+                     dense_feature_types=[],
+                     extra_features=[],
+                     extra_feature_shapes=[])
+    variant = features.pop(ParserCtx.sharding_sparse_fids_sparse_features_key)
+    (_, fid_offset, feature_offset, nfl_offset, batch_size_t, nfl_size, feature_size, fid_size,
+     emb_size, row_splits, _, fid_list_emb_row_lenth, _,
+     _) = sharding_sparse_fids(variant,
+                               num_ps,
+                               feature_cfgs,
+                               unique,
+                               variant_type,
+                               parallel_flag=0,
+                               fid_list_ret_list=True,
+                               version=shard_op_version)
+    fid_list_row_split = row_splits if shard_op_version == 2 else None
+  else:
+    if op_version >= 3:
+      raise TypeError('Not imple')
+    fid_offset = tf.constant(fid_offset_list, dtype=tf.uint64)
+    feature_offset = tf.constant(feature_offset_list, dtype=tf.int32)
+    nfl_offset = tf.constant(nfl_offset_list, dtype=tf.uint32)
+    fid_list_row_split = [tf.constant(s, dtype=tf.int64) for s in fid_row_split_list]
+    batch_size_t = tf.constant([batch_size], dtype=tf.int32)
+  if use_gpu:
+    assert op_version >= 3
+  if op_version == 4:
+    # v4 takes one tensor, shard-major: all tables of shard 0, then of shard 1, ...
+    emb_inputs = [
+        tf.constant(
+            np.concatenate(
+                [embeddings[ti * num_ps + ps] for ps in range(num_ps) for ti in range(num_tables)]))
+    ]
+  else:
+    emb_inputs = [tf.constant(e) for e in embeddings]
+  with _device(use_gpu):
+    layouts = distribution_ops.fused_embedding_to_layout(
+        emb_inputs,
+        fid_list_row_split,
+        fid_offset,
+        feature_offset,
+        nfl_offset,
+        batch_size_t,
+        variant_type,
+        feature_cfgs,
+        num_ps,
+        fid_list_emb_row_lenth=fid_list_emb_row_lenth,
+        nfl_size=nfl_size,
+        feature_size=feature_size,
+        fid_size=fid_size,
+        emb_size=emb_size,
+        parallel_flag=parallel_flag,
+        version=op_version)
+  return emb_inputs, layouts, fid_list_emb_row_lenth
+
+
 class FusedEmbeddingToLayoutTest(tf.test.TestCase):
 
   def _build_feature_cfgs(self, slots, split, names, firstn_slice_start):
@@ -233,7 +309,7 @@ class FusedEmbeddingToLayoutTest(tf.test.TestCase):
       nfl_offset_list.append(len(feature_offset_list) - 1)
 
     fid_to_emb = {}
-    embeddings, emb_size_list = [], []
+    embeddings = []
     for table in table_name_sort:
       for shard in range(num_ps):
         flat = []
@@ -242,71 +318,15 @@ class FusedEmbeddingToLayoutTest(tf.test.TestCase):
           fid_to_emb[fid] = np.array(emb, dtype=np.float32)
           flat.extend(emb)
         embeddings.append(np.array(flat, dtype=np.float32))
-        emb_size_list.append(len(flat))
     expected = expected_layouts(feature_cfgs, entry_fids, fid_to_emb, batch_size)
 
     with tf.Graph().as_default():
-      fid_list_emb_row_lenth = None
-      nfl_size = feature_size = fid_size = emb_size = None
-      if shard_op_version:
-        get_default_parser_ctx().enable_fused_layout = True
-        features = parse_example_batch(tf.constant([example_batch.SerializeToString()]),
-                                       sparse_features=[],
-                                       dense_features=[],
-                                       dense_feature_shapes=[],
-                                       dense_feature_types=[],
-                                       extra_features=[],
-                                       extra_feature_shapes=[])
-        variant = features.pop(ParserCtx.sharding_sparse_fids_sparse_features_key)
-        (fid_list, fid_offset, feature_offset, nfl_offset, batch_size_t, nfl_size, feature_size,
-         fid_size, emb_size, row_splits, _, fid_list_emb_row_lenth, _,
-         _) = sharding_sparse_fids(variant,
-                                   num_ps,
-                                   feature_cfgs,
-                                   False,
-                                   'examplebatch',
-                                   parallel_flag=0,
-                                   fid_list_ret_list=True,
-                                   version=shard_op_version)
-        fid_list_row_split = row_splits if shard_op_version == 2 else None
-      else:
-        if op_version >= 3:
-          raise TypeError('Not imple')
-        fid_offset = tf.constant(fid_offset_list, dtype=tf.uint64)
-        feature_offset = tf.constant(feature_offset_list, dtype=tf.int32)
-        nfl_offset = tf.constant(nfl_offset_list, dtype=tf.uint32)
-        fid_list_row_split = [tf.constant(s, dtype=tf.int64) for s in fid_row_split_list]
-        batch_size_t = tf.constant([batch_size], dtype=tf.int32)
-      if use_gpu:
-        assert op_version >= 3
-      if op_version == 4:
-        emb_inputs = [
-            tf.constant(
-                np.concatenate([
-                    embeddings[ti * num_ps + ps] for ps in range(num_ps)
-                    for ti in range(num_tables)
-                ]))
-        ]
-      else:
-        emb_inputs = [tf.constant(e) for e in embeddings]
-      with _device(use_gpu):
-        layouts = distribution_ops.fused_embedding_to_layout(
-            emb_inputs,
-            fid_list_row_split,
-            fid_offset,
-            feature_offset,
-            nfl_offset,
-            batch_size_t,
-            'example_batch',
-            feature_cfgs,
-            num_ps,
-            fid_list_emb_row_lenth=fid_list_emb_row_lenth,
-            nfl_size=nfl_size,
-            feature_size=feature_size,
-            fid_size=fid_size,
-            emb_size=emb_size,
-            parallel_flag=parallel_flag,
-            version=op_version)
+      serialized = [example_batch.SerializeToString()]
+      _, layouts, _ = _build_layout_op(serialized, 'example_batch', False, feature_cfgs,
+                                       num_ps, num_tables, embeddings, fid_offset_list,
+                                       feature_offset_list, nfl_offset_list, fid_row_split_list,
+                                       batch_size, shard_op_version, op_version, parallel_flag,
+                                       use_gpu)
       with self.session() as sess:
         actual = sess.run(layouts)
     self.assertEqual(len(expected), len(actual))
@@ -400,62 +420,12 @@ class FusedEmbeddingToLayoutTest(tf.test.TestCase):
     ]
 
     with tf.Graph().as_default():
-      fid_list_emb_row_lenth = None
-      if shard_op_version:
-        get_default_parser_ctx().enable_fused_layout = True
-        features = parse_examples(tf.constant([e.SerializeToString() for e in examples]),
-                                  sparse_features=[],
-                                  dense_features=[],
-                                  dense_feature_shapes=[],
-                                  dense_feature_types=[],
-                                  extra_features=[],
-                                  extra_feature_shapes=[])
-        variant = features.pop(ParserCtx.sharding_sparse_fids_sparse_features_key)
-        (_, fid_offset, feature_offset, nfl_offset, batch_size_t, _, _, _, _, row_splits, _,
-         fid_list_emb_row_lenth, _, _) = sharding_sparse_fids(variant,
-                                                              num_ps,
-                                                              feature_cfgs,
-                                                              True,
-                                                              'example',
-                                                              parallel_flag=0,
-                                                              fid_list_ret_list=True,
-                                                              version=shard_op_version)
-        fid_list_row_split = row_splits if shard_op_version == 2 else None
-        assert op_version == shard_op_version
-      else:
-        if op_version >= 3:
-          raise TypeError('Not imple')
-        fid_offset = tf.constant(fid_offset_list, dtype=tf.uint64)
-        feature_offset = tf.constant(feature_offset_list, dtype=tf.int32)
-        nfl_offset = tf.constant(nfl_offset_list, dtype=tf.uint32)
-        fid_list_row_split = [tf.constant(s, dtype=tf.int64) for s in fid_row_split_list]
-        batch_size_t = tf.constant([batch_size], dtype=tf.int32)
-      if use_gpu:
-        assert op_version >= 3
-      if op_version == 4:
-        emb_inputs = [
-            tf.constant(
-                np.concatenate([
-                    embeddings[ti * num_ps + ps] for ps in range(num_ps)
-                    for ti in range(num_tables)
-                ]))
-        ]
-      else:
-        emb_inputs = [tf.constant(e) for e in embeddings]
+      serialized = [e.SerializeToString() for e in examples]
+      emb_inputs, layouts, fid_list_emb_row_lenth = _build_layout_op(
+          serialized, 'example', True, feature_cfgs, num_ps, num_tables, embeddings,
+          fid_offset_list, feature_offset_list, nfl_offset_list, fid_row_split_list, batch_size,
+          shard_op_version, op_version, parallel_flag, use_gpu)
       with _device(use_gpu):
-        layouts = distribution_ops.fused_embedding_to_layout(
-            emb_inputs,
-            fid_list_row_split,
-            fid_offset,
-            feature_offset,
-            nfl_offset,
-            batch_size_t,
-            'example',
-            feature_cfgs,
-            num_ps,
-            fid_list_emb_row_lenth=fid_list_emb_row_lenth,
-            parallel_flag=parallel_flag,
-            version=op_version)
         test_grads = tf.gradients(layouts, emb_inputs)
       with self.session() as sess:
         if op_version == 4:

@@ -36,6 +36,20 @@ def _config(dim, opt_setter, lr=1.0, expire_time=36500):
   return entry.HashTableConfigInstance(c, [lr])
 
 
+def _timed_updates(table, ids, req_times, use_gradients):
+  """Chains one update per id, adding value id (by assign_add, or its negation by an SGD step
+  with lr 1) at request time `req_times[k]` (None: no request time)."""
+  for i, t in zip(ids, req_times):
+    value = tf.constant([[float(i)]])
+    req = None if t is None else _get_id_tensor(t)
+    if use_gradients:
+      table = table.apply_gradients(_get_id_tensor([i]), value, global_step=_get_id_tensor(0),
+                                    req_time=req)
+    else:
+      table = table.assign_add(_get_id_tensor([i]), value, req_time=req)
+  return table
+
+
 class HashTableOpsTest(tf.test.TestCase):
 
   def test_basic(self):
@@ -93,6 +107,9 @@ class HashTableOpsTest(tf.test.TestCase):
       test_hash_table(1, name_suffix="same_suffix")
 
   def _gradient_step(self, lr, lookup_ids, apply_ids, global_step=0, dim=1, enable_dedup=False):
+    """Rows 0 and 1 after one step on loss = -lookup(lookup_ids) applied to `apply_ids`; the
+    global step variable, which a learning rate fn may read, holds `global_step`."""
+    step_var = tf.compat.v1.train.get_or_create_global_step()
     table = test_hash_table(dim, learning_rate=lr)
     ids = _get_id_tensor(lookup_ids)
     embeddings = table.lookup(ids)
@@ -102,40 +119,35 @@ class HashTableOpsTest(tf.test.TestCase):
                                   grads[0],
                                   global_step=_get_id_tensor(global_step),
                                   enable_dedup=enable_dedup)
-    return table.lookup(_get_id_tensor([0, 1]))
+    lookup = table.lookup(_get_id_tensor([0, 1]))
+    with self.session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      sess.run(step_var.assign(global_step))
+      return sess.run(lookup)
 
   def test_gradients(self):
-    with self.session() as sess:
-      self.assertAllClose(sess.run(self._gradient_step(0.1, [0, 0, 1], [0, 0, 1])),
-                          [[0.2], [0.1]])
+    self.assertAllClose(self._gradient_step(0.1, [0, 0, 1], [0, 0, 1]), [[0.2], [0.1]])
 
   def test_gradients_with_learning_rate_fn(self):
-    with self.session() as sess:
-      self.assertAllClose(sess.run(self._gradient_step(lambda: 0.1, [0, 0, 1], [0, 0, 1])),
-                          [[0.2], [0.1]])
+    self.assertAllClose(self._gradient_step(lambda: 0.1, [0, 0, 1], [0, 0, 1]), [[0.2], [0.1]])
 
   def test_gradients_with_learning_rate_decay(self):
     global_step = tf.compat.v1.train.get_or_create_global_step()
     decay = tf.keras.optimizers.schedules.PolynomialDecay(initial_learning_rate=0.01,
                                                           decay_steps=10,
                                                           end_learning_rate=0.11)
-    with self.session() as sess:
-      sess.run(tf.compat.v1.global_variables_initializer())
-      sess.run(global_step.assign(1))
-      lookup = self._gradient_step(lambda: decay(global_step), [0, 0, 1], [0, 0, 1],
-                                   global_step=1)
-      self.assertAllClose(sess.run(lookup), [[0.04], [0.02]])
+    self.assertAllClose(
+        self._gradient_step(lambda: decay(global_step), [0, 0, 1], [0, 0, 1], global_step=1),
+        [[0.04], [0.02]])
 
   def test_gradients_with_dedup(self):
-    with self.session() as sess:
-      values = sess.run(self._gradient_step(0.1, [0, 1, 0, 1, 0], [0, 1, 0, 1, 0], dim=10,
-                                            enable_dedup=True))
-      self.assertAllClose(values, [[0.3] * 10, [0.2] * 10])
+    values = self._gradient_step(0.1, [0, 1, 0, 1, 0], [0, 1, 0, 1, 0],
+                                 dim=10,
+                                 enable_dedup=True)
+    self.assertAllClose(values, [[0.3] * 10, [0.2] * 10])
 
   def test_gradients_with_different_ids(self):
-    with self.session() as sess:
-      self.assertAllClose(sess.run(self._gradient_step(0.1, [0, 0, 1], [1, 0, 1])),
-                          [[0.1], [0.2]])
+    self.assertAllClose(self._gradient_step(0.1, [0, 0, 1], [1, 0, 1]), [[0.1], [0.2]])
 
   def test_gradients_change_exactly_touched_rows(self):
     """A loss through lookup moves only the looked-up rows, by -lr * dloss/demb."""
@@ -209,15 +221,8 @@ class HashTableOpsTest(tf.test.TestCase):
   def _eviction_case(self, use_gradients, req_times, expire_time=1):
     basename = self._save_path("eviction_%d/table" % use_gradients)
     with tf.Graph().as_default(), self.session() as sess:
-      table = test_hash_table(1, expire_time=expire_time)
-      for i, t in zip([1, 2, 3], req_times):
-        value = tf.constant([[float(i)]])
-        req = None if t is None else _get_id_tensor(t)
-        if use_gradients:
-          table = table.apply_gradients(_get_id_tensor([i]), value, global_step=_get_id_tensor(0),
-                                        req_time=req)
-        else:
-          table = table.assign_add(_get_id_tensor([i]), value, req_time=req)
+      table = _timed_updates(test_hash_table(1, expire_time=expire_time), [1, 2, 3], req_times,
+                             use_gradients)
       sess.run(table.save(basename).as_op())
     with tf.Graph().as_default(), self.session() as sess:
       table = test_hash_table(1).restore(basename)
@@ -345,18 +350,9 @@ class HashTableOpsTest(tf.test.TestCase):
     with tf.Graph().as_default():
       tf.compat.v1.train.get_or_create_global_step()
       base = test_hash_table(1, expire_time=1)
-      table = base
       ids = list(range(1, len(req_times) + 1))
-      for i, t in zip(ids, req_times):
-        value = tf.constant([[float(i)]])
-        req = None if t is None else _get_id_tensor(t)
-        if use_gradients:
-          table = table.apply_gradients(_get_id_tensor([i]), value, global_step=_get_id_tensor(0),
-                                        req_time=req)
-        else:
-          table = table.assign_add(_get_id_tensor([i]), value, req_time=req)
-      update = table.as_op()
-      # Looks up the table without re-running the updates chained on `table`.
+      update = _timed_updates(base, ids, req_times, use_gradients).as_op()
+      # Looks up `base` so that the lookup does not re-run the chained updates.
       lookup = base.lookup(_get_id_tensor(ids))
       saver_hook = tf.compat.v1.train.CheckpointSaverHook(
           model_dir,

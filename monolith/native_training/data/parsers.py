@@ -140,14 +140,26 @@ def _dense_specs(dense_features, dense_feature_shapes, dense_feature_types, extr
   return names, shapes, dtypes, extra_features
 
 
-def _require_fused_layout(parser_ctx: ParserCtx, fn_name: str):
+def _parse(fn_name: str, parser_type: str, parse_op, tensor: tf.Tensor, dense_features,
+           dense_feature_shapes, dense_feature_types, extra_features, extra_feature_shapes,
+           **op_attrs) -> Dict[str, tf.Tensor]:
+  """Body shared by the parse_* functions: `parse_op` yields the dense/extra features and the
+  parsed protos, whose sparse fids are left to the sharding op (the fused-layout pipeline)."""
+  parser_ctx = get_default_parser_ctx()
   if not parser_ctx.enable_fused_layout:
     raise NotImplementedError(
         '{}: only the fused-layout mode (ParserCtx.enable_fused_layout = True) is implemented; '
         'the ragged sparse-feature parse ops are not part of this build'.format(fn_name))
-
-
-def _finish(parser_ctx: ParserCtx, names, tensors, protos: tf.Tensor) -> Dict[str, tf.Tensor]:
+  parser_ctx.parser_type = parser_type
+  names, shapes, dtypes, extra = _dense_specs(dense_features, dense_feature_shapes,
+                                              dense_feature_types, extra_features,
+                                              extra_feature_shapes)
+  tensors, protos = parse_op(pb_input=tensor,
+                             names=names,
+                             shapes=shapes,
+                             dtypes=dtypes,
+                             extra_names=extra,
+                             **op_attrs)
   features = dict(zip(names, tensors))
   features.pop(_FAKE_FEATURE, None)
   params = parser_ctx.sharding_sparse_fids_op_params
@@ -166,16 +178,9 @@ def parse_examples(tensor: tf.Tensor,
                    extra_features: List[str] = None,
                    extra_feature_shapes: List[int] = None) -> Dict[str, tf.Tensor]:
   """Parses a vector of serialized Examples (or a variant of parsed ones)."""
-  parser_ctx = get_default_parser_ctx()
-  _require_fused_layout(parser_ctx, 'parse_examples')
-  parser_ctx.parser_type = 'example'
-  names, shapes, dtypes, extra = _dense_specs(dense_features, dense_feature_shapes,
-                                              dense_feature_types, extra_features,
-                                              extra_feature_shapes)
-  outs = gen_monolith_ops.parse_examples_v2(pb_input=tensor, names=names, shapes=shapes,
-                                            dtypes=dtypes, extra_names=extra)
-  tensors, protos = outs
-  return _finish(parser_ctx, names, tensors, protos)
+  return _parse('parse_examples', 'example', gen_monolith_ops.parse_examples_v2, tensor,
+                dense_features, dense_feature_shapes, dense_feature_types, extra_features,
+                extra_feature_shapes)
 
 
 def parse_example_batch(tensor: tf.Tensor,
@@ -186,17 +191,9 @@ def parse_example_batch(tensor: tf.Tensor,
                         extra_features: List[str] = None,
                         extra_feature_shapes: List[int] = None) -> Dict[str, tf.Tensor]:
   """Parses one serialized ExampleBatch (element 0 of `tensor`)."""
-  parser_ctx = get_default_parser_ctx()
-  _require_fused_layout(parser_ctx, 'parse_example_batch')
-  parser_ctx.parser_type = 'examplebatch'
-  names, shapes, dtypes, extra = _dense_specs(dense_features, dense_feature_shapes,
-                                              dense_feature_types, extra_features,
-                                              extra_feature_shapes)
-  tensor = tf.reshape(tensor, [-1])
-  outs = gen_monolith_ops.parse_example_batch_v2(pb_input=tensor, names=names, shapes=shapes,
-                                                 dtypes=dtypes, extra_names=extra)
-  tensors, protos = outs
-  return _finish(parser_ctx, names, tensors, protos)
+  return _parse('parse_example_batch', 'examplebatch', gen_monolith_ops.parse_example_batch_v2,
+                tf.reshape(tensor, [-1]), dense_features, dense_feature_shapes,
+                dense_feature_types, extra_features, extra_feature_shapes)
 
 
 def parse_instances(tensor: tf.Tensor,
@@ -208,18 +205,17 @@ def parse_instances(tensor: tf.Tensor,
                     extra_features: List[str] = None,
                     extra_feature_shapes: List[int] = None) -> Dict[str, tf.Tensor]:
   """Parses a vector of serialized Instances (or a variant of parsed ones)."""
-  parser_ctx = get_default_parser_ctx()
-  _require_fused_layout(parser_ctx, 'parse_instances')
-  parser_ctx.parser_type = 'instance'
-  names, shapes, dtypes, extra = _dense_specs(dense_features, dense_feature_shapes,
-                                              dense_feature_types, extra_features,
-                                              extra_feature_shapes)
-  outs = gen_monolith_ops.parse_instances_v2(pb_input=tensor, names=names, shapes=shapes,
-                                             dtypes=dtypes, extra_names=extra,
-                                             fidv1_features=list(fidv1_features or []),
-                                             fidv2_features=list(fidv2_features or []))
-  tensors, protos = outs
-  return _finish(parser_ctx, names, tensors, protos)
+  return _parse('parse_instances',
+                'instance',
+                gen_monolith_ops.parse_instances_v2,
+                tensor,
+                dense_features,
+                dense_feature_shapes,
+                dense_feature_types,
+                extra_features,
+                extra_feature_shapes,
+                fidv1_features=list(fidv1_features or []),
+                fidv2_features=list(fidv2_features or []))
 
 
 def sharding_sparse_fids(tensor: tf.Tensor,

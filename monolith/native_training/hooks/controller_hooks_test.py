@@ -6,14 +6,7 @@ import tensorflow as tf
 
 from monolith.native_training import barrier_ops
 from monolith.native_training.hooks import controller_hooks
-
-
-def _wait_for(predicate, timeout=30):
-  deadline = time.time() + timeout
-  while not predicate():
-    if time.time() > deadline:
-      raise AssertionError("condition not met within {}s".format(timeout))
-    time.sleep(0.05)
+from monolith.native_training.test_utils import wait_for
 
 
 class ControllerHookTest(tf.test.TestCase):
@@ -85,7 +78,7 @@ class QueryActionHookTest(tf.test.TestCase):
     os.rename(self._query + ".tmp", self._query)
 
   def _wait_processed(self):
-    _wait_for(lambda: not os.path.exists(self._query))
+    wait_for(lambda: not os.path.exists(self._query))
     with open(self._resp) as f:
       return f.read()
 

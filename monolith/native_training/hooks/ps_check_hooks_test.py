@@ -93,25 +93,19 @@ class PsCheckHooksTest(tf.test.TestCase):
       self.assertRegex(result.message, r"^Memory limit exceeded. Current: \d+, Limit: 0$")
       self.assertTrue(barrier_op.is_barrier_placed(sess._tf_sess()))  # pylint: disable=protected-access
 
-  def test_raise_in_after_create_session(self):
-    hooks = [
-        self._checker_hook(_RecordingReport(), barrier_ops.BarrierOp(1)),
-        _RaiseHook("after_create_session")
-    ]
+  def _assert_raise_propagates(self, where):
+    """A hook raising in `where` next to the checker fails the session with that error."""
+    hooks = [self._checker_hook(_RecordingReport(), barrier_ops.BarrierOp(1)), _RaiseHook(where)]
     global_step = tf.compat.v1.train.get_or_create_global_step()
-    with self.assertRaisesRegex(tf.errors.DeadlineExceededError, "after_create_session"):
+    with self.assertRaisesRegex(tf.errors.DeadlineExceededError, where):
       with tf.compat.v1.train.MonitoredSession(hooks=hooks) as sess:
         sess.run(global_step)
 
+  def test_raise_in_after_create_session(self):
+    self._assert_raise_propagates("after_create_session")
+
   def test_raise_in_before_run(self):
-    hooks = [
-        self._checker_hook(_RecordingReport(), barrier_ops.BarrierOp(1)),
-        _RaiseHook("before_run")
-    ]
-    global_step = tf.compat.v1.train.get_or_create_global_step()
-    with self.assertRaisesRegex(tf.errors.DeadlineExceededError, "before_run"):
-      with tf.compat.v1.train.MonitoredSession(hooks=hooks) as sess:
-        sess.run(global_step)
+    self._assert_raise_propagates("before_run")
 
   def test_default_report(self):
     result = logging_ops_pb2.MachineHealthResult(

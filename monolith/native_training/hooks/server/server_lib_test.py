@@ -12,14 +12,7 @@ from monolith.native_training.hooks.server import client_lib
 from monolith.native_training.hooks.server import constants
 from monolith.native_training.hooks.server import server_lib
 from monolith.native_training.hooks.server import service_pb2
-
-
-def _wait_for(predicate, timeout=30):
-  deadline = time.time() + timeout
-  while not predicate():
-    if time.time() > deadline:
-      raise AssertionError("condition not met within {}s".format(timeout))
-    time.sleep(0.05)
+from monolith.native_training.test_utils import wait_for
 
 
 class _CountingListener(tf.compat.v1.train.CheckpointSaverListener):
@@ -61,14 +54,14 @@ class ServerLibTest(tf.test.TestCase):
         with open(os.path.join(model_dir, constants.SERVER_ADDR_FILENAME)) as f:
           self.assertRegex(f.read(), r"^.+:\d+$")
         stub = client_lib.get_stub_from_model_dir(model_dir)
-        _wait_for(lambda: raw_sess.run(global_step) > 0)
+        wait_for(lambda: raw_sess.run(global_step) > 0)
 
         status = stub.GetBlockStatus(service_pb2.GetBlockStatusRequest())
         self.assertEqual(list(status.blocked_indices), [])
         self.assertEqual(list(status.unblocked_indices), [0, 1])
 
         stub.StopTraining(service_pb2.StopTrainingRequest())
-        _wait_for(lambda: list(
+        wait_for(lambda: list(
             stub.GetBlockStatus(service_pb2.GetBlockStatusRequest()).blocked_indices) == [0, 1])
         status = stub.GetBlockStatus(service_pb2.GetBlockStatusRequest())
         self.assertEqual(list(status.unblocked_indices), [])
@@ -94,8 +87,8 @@ class ServerLibTest(tf.test.TestCase):
         self.assertGreater(state.last_checkpoint_save_timestamp, 0)
 
         stub.ResumeTraining(service_pb2.ResumeTrainingRequest())
-        _wait_for(lambda: raw_sess.run(global_step) > blocked_step)
-        _wait_for(lambda: list(
+        wait_for(lambda: raw_sess.run(global_step) > blocked_step)
+        wait_for(lambda: list(
             stub.GetBlockStatus(service_pb2.GetBlockStatusRequest()).blocked_indices) == [])
       finally:
         stop_worker.set()

@@ -1,32 +1,11 @@
 #include "monolith/native_training/runtime/common/entry_dump.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
-namespace {
+#include "monolith/native_training/runtime/common/testing.h"
 
-std::string Hex(const std::string& bytes) {
-  std::string hex;
-  char buf[3];
-  for (unsigned char c : bytes) {
-    std::snprintf(buf, sizeof(buf), "%02x", c);
-    hex += buf;
-  }
-  return hex;
-}
-
-int failures = 0;
-
-void ExpectEq(const std::string& actual, const std::string& expected, const char* what) {
-  if (actual != expected) {
-    std::fprintf(stderr, "FAIL %s:\n  actual   %s\n  expected %s\n", what, actual.c_str(),
-                 expected.c_str());
-    ++failures;
-  }
-}
-
-}  // namespace
+using monolith::testing::ExpectEq;
+using monolith::testing::Hex;
 
 int main() {
   std::string out;
@@ -40,6 +19,5 @@ int main() {
   ExpectEq(Hex(out.substr(6)), "090700000000000000" "1500000000", "entry with dim 0 appends");
   ExpectEq(out.substr(0, 6), "prefix", "existing bytes kept");
 
-  std::printf("%d passed, %d failed\n", 3 - failures, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return monolith::testing::Summary();
 }

@@ -1,31 +1,13 @@
 #include "monolith/native_training/runtime/deep_insight/deep_insight.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <string>
+
+#include "monolith/native_training/runtime/common/testing.h"
 
 namespace {
 
-int checks = 0;
-int failures = 0;
-
-void Expect(bool ok, const char* what) {
-  ++checks;
-  if (!ok) {
-    std::fprintf(stderr, "FAIL %s\n", what);
-    ++failures;
-  }
-}
-
-void ExpectEq(const std::string& actual, const std::string& expected, const char* what) {
-  ++checks;
-  if (actual != expected) {
-    std::fprintf(stderr, "FAIL %s:\n  actual   %s\n  expected %s\n", what, actual.c_str(),
-                 expected.c_str());
-    ++failures;
-  }
-}
-
+using monolith::testing::Expect;
+using monolith::testing::ExpectEq;
 using monolith::deep_insight::BuildMessage;
 using monolith::deep_insight::DeepInsight;
 using monolith::deep_insight::HitSampleRatio;
@@ -116,6 +98,5 @@ int main() {
   TestSampling();
   TestMessage();
   TestClient();
-  std::printf("%d checks, %d failed\n", checks, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return monolith::testing::Summary();
 }

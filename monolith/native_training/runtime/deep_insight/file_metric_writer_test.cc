@@ -2,27 +2,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "monolith/native_training/runtime/common/testing.h"
+
 namespace {
 
-int checks = 0;
-int failures = 0;
-
-void Expect(bool ok, const char* what) {
-  ++checks;
-  if (!ok) {
-    std::fprintf(stderr, "FAIL %s\n", what);
-    ++failures;
-  }
-}
-
+using monolith::testing::Expect;
 using monolith::deep_insight::FileMetricWriter;
 
 void TestOrderAndDrain() {
@@ -88,6 +78,5 @@ int main() {
   TestOrderAndDrain();
   TestFailuresCounted();
   TestConcurrentProducers();
-  std::printf("%d checks, %d failed\n", checks, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return monolith::testing::Summary();
 }

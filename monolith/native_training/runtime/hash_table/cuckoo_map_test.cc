@@ -21,26 +21,26 @@ uint32_t HandleFor(int64_t key) { return static_cast<uint32_t>(key & 0x7fffffff)
 
 void TestBasic() {
   CuckooMap m(1);
-  HT_EXPECT(m.BucketCount() == 1);
-  HT_EXPECT(!m.Find(5, [](CuckooMap::Value&) {}));
+  MONOLITH_EXPECT(m.BucketCount() == 1);
+  MONOLITH_EXPECT(!m.Find(5, [](CuckooMap::Value&) {}));
   bool existed = m.Upsert(5, [] { return 7u; }, [](CuckooMap::Value& v, bool e) {
-    HT_EXPECT(!e);
+    MONOLITH_EXPECT(!e);
     v.timestamp = 11;
   });
-  HT_EXPECT(!existed);
-  existed = m.Upsert(5, [] { return 8u; }, [](CuckooMap::Value& v, bool e) { HT_EXPECT(e); });
-  HT_EXPECT(existed);
+  MONOLITH_EXPECT(!existed);
+  existed = m.Upsert(5, [] { return 8u; }, [](CuckooMap::Value& v, bool e) { MONOLITH_EXPECT(e); });
+  MONOLITH_EXPECT(existed);
   uint32_t handle = 0, ts = 0;
-  HT_EXPECT(m.Find(5, [&](CuckooMap::Value& v) {
+  MONOLITH_EXPECT(m.Find(5, [&](CuckooMap::Value& v) {
     handle = v.handle;
     ts = v.timestamp;
   }));
-  HT_EXPECT(handle == 7 && ts == 11);
-  HT_EXPECT(m.Size() == 1);
-  HT_EXPECT(m.Erase(5) == 7);
-  HT_EXPECT(m.Erase(5) == 0);
-  HT_EXPECT(m.Size() == 0);
-  HT_EXPECT(CuckooMap(1000).BucketCount() == 256);
+  MONOLITH_EXPECT(handle == 7 && ts == 11);
+  MONOLITH_EXPECT(m.Size() == 1);
+  MONOLITH_EXPECT(m.Erase(5) == 7);
+  MONOLITH_EXPECT(m.Erase(5) == 0);
+  MONOLITH_EXPECT(m.Size() == 0);
+  MONOLITH_EXPECT(CuckooMap(1000).BucketCount() == 256);
 }
 
 // Growth from one bucket past the 65536-bucket boundary, where doubling switches to lazy
@@ -52,15 +52,15 @@ void TestGrowthSingleThread() {
   std::vector<int64_t> keys(n);
   for (auto& k : keys) k = static_cast<int64_t>(rng());
   for (int64_t k : keys) m.Upsert(k, [k] { return HandleFor(k); }, [](CuckooMap::Value&, bool) {});
-  HT_EXPECT(m.Size() == n);
-  HT_EXPECT(m.BucketCount() > CuckooMap::kMaxLocks);
+  MONOLITH_EXPECT(m.Size() == n);
+  MONOLITH_EXPECT(m.BucketCount() > CuckooMap::kMaxLocks);
   int64_t wrong = 0;
   for (int64_t k : keys) {
     uint32_t h = 0;
     if (!m.Find(k, [&](CuckooMap::Value& v) { h = v.handle; }) || h != HandleFor(k)) ++wrong;
   }
-  HT_EXPECT(wrong == 0);
-  HT_EXPECT(m.LoadFactor() > 0.3);
+  MONOLITH_EXPECT(wrong == 0);
+  MONOLITH_EXPECT(m.LoadFactor() > 0.3);
 }
 
 // N writer threads each own a key range and apply a deterministic mix of inserts, updates and
@@ -106,7 +106,7 @@ void TestConcurrentReadersWriters() {
   for (int w = 0; w < kWriters; ++w) threads[w].join();
   done.store(true);
   for (int r = 0; r < kReaders; ++r) threads[kWriters + r].join();
-  HT_EXPECT(bad_reads.load() == 0);
+  MONOLITH_EXPECT(bad_reads.load() == 0);
   int64_t expected_size = 0, mismatches = 0;
   for (const auto& model : models) {
     expected_size += model.size();
@@ -117,8 +117,8 @@ void TestConcurrentReadersWriters() {
       }
     }
   }
-  HT_EXPECT(mismatches == 0);
-  HT_EXPECT(m.Size() == expected_size);
+  MONOLITH_EXPECT(mismatches == 0);
+  MONOLITH_EXPECT(m.Size() == expected_size);
   // Nothing outside the models is present.
   int64_t dumped = 0;
   int64_t offset = 0;
@@ -127,7 +127,7 @@ void TestConcurrentReadersWriters() {
     ++dumped;
     return true;
   });
-  HT_EXPECT(dumped == expected_size);
+  MONOLITH_EXPECT(dumped == expected_size);
 }
 
 // Concurrent inserters of disjoint keys drive many doublings (incl. lazy migration).
@@ -145,7 +145,7 @@ void TestConcurrentGrowth() {
     });
   }
   for (auto& th : threads) th.join();
-  HT_EXPECT(m.Size() == kThreads * kPerThread);
+  MONOLITH_EXPECT(m.Size() == kThreads * kPerThread);
   int64_t missing = 0;
   for (int t = 0; t < kThreads; ++t) {
     for (int64_t i = 0; i < kPerThread; ++i) {
@@ -156,7 +156,7 @@ void TestConcurrentGrowth() {
       }
     }
   }
-  HT_EXPECT(missing == 0);
+  MONOLITH_EXPECT(missing == 0);
 }
 
 void TestPartitionedDump() {
@@ -177,21 +177,21 @@ void TestPartitionedDump() {
         ++got;
         return true;
       });
-      HT_EXPECT(offset != 0);
+      MONOLITH_EXPECT(offset != 0);
       if (got < 3) break;
     }
   }
-  HT_EXPECT(seen.size() == 1000);
+  MONOLITH_EXPECT(seen.size() == 1000);
   bool once = true;
   for (const auto& kv : seen) once &= kv.second == 1;
-  HT_EXPECT(once);
+  MONOLITH_EXPECT(once);
   // Exhausted ranges report (range buckets + 1) * 4, never 0, even when empty: one bucket split
   // 3 ways gives shard 0 the bucket and shards 1, 2 nothing.
   CuckooMap empty(1);
   for (int idx = 0; idx < 3; ++idx) {
     int64_t offset = 0;
     empty.Dump(idx, 3, 10, &offset, [](int64_t, const CuckooMap::Value&) { return true; });
-    HT_EXPECT(offset == (idx == 0 ? 8 : 4));
+    MONOLITH_EXPECT(offset == (idx == 0 ? 8 : 4));
   }
 }
 
@@ -202,15 +202,15 @@ void TestEraseIfAndClear() {
              [k](CuckooMap::Value& v, bool) { v.timestamp = static_cast<uint32_t>(k % 3); });
   }
   int64_t erased = m.EraseIf([](int64_t, const CuckooMap::Value& v) { return v.timestamp == 0; });
-  HT_EXPECT(erased == 100000);
-  HT_EXPECT(m.Size() == 200000);
-  HT_EXPECT(!m.Find(3, [](CuckooMap::Value&) {}));
-  HT_EXPECT(m.Find(4, [](CuckooMap::Value&) {}));
+  MONOLITH_EXPECT(erased == 100000);
+  MONOLITH_EXPECT(m.Size() == 200000);
+  MONOLITH_EXPECT(!m.Find(3, [](CuckooMap::Value&) {}));
+  MONOLITH_EXPECT(m.Find(4, [](CuckooMap::Value&) {}));
   const uint64_t buckets = m.BucketCount();
   bool cleared = false;
   m.Clear([&] { cleared = true; });
-  HT_EXPECT(cleared && m.Size() == 0 && m.BucketCount() == buckets);
-  HT_EXPECT(!m.Find(4, [](CuckooMap::Value&) {}));
+  MONOLITH_EXPECT(cleared && m.Size() == 0 && m.BucketCount() == buckets);
+  MONOLITH_EXPECT(!m.Find(4, [](CuckooMap::Value&) {}));
 }
 
 // The fifth key of a one-bucket table forces a doubling.
@@ -219,7 +219,7 @@ void TestFullBucketGrows() {
   for (int64_t k = 0; k < 5; ++k) {
     m.Upsert(k, [k] { return HandleFor(k); }, [](CuckooMap::Value&, bool) {});
   }
-  HT_EXPECT(m.Size() == 5 && m.BucketCount() >= 2);
+  MONOLITH_EXPECT(m.Size() == 5 && m.BucketCount() >= 2);
 }
 
 }  // namespace

@@ -31,27 +31,27 @@ void TestSingleThread() {
     c.storage_type = storage;
     EmbeddingHashTable t(c);
     float w = 5;
-    HT_EXPECT(!t.Lookup(1, &w) && w == 0);
+    MONOLITH_EXPECT(!t.Lookup(1, &w) && w == 0);
     float v = 2.5f;
     t.AssignAdd(-10, &v, 0);
-    HT_EXPECT(Get(t, -10) == 2.5f);
+    MONOLITH_EXPECT(Get(t, -10) == 2.5f);
     float g = 1, lr = 0.01f;
     t.Optimize(13, &g, &lr, 0, 0);
-    HT_EXPECT_NEAR(Get(t, 13), -0.01, 1e-7);
+    MONOLITH_EXPECT_NEAR(Get(t, 13), -0.01, 1e-7);
     int64_t ids[3] = {-10, 13, 100};
     float vals[3] = {1, 2, 3};
     t.Assign(ids, 3, vals, 0);
     int64_t look[4] = {5, -10, 13, 100};
     float out[4];
-    HT_EXPECT(t.BatchLookup(look, 4, out) == 3);
-    HT_EXPECT(out[0] == 0 && out[1] == 1 && out[2] == 2 && out[3] == 3);
+    MONOLITH_EXPECT(t.BatchLookup(look, 4, out) == 3);
+    MONOLITH_EXPECT(out[0] == 0 && out[1] == 1 && out[2] == 2 && out[3] == 3);
     EntryDump missing;
-    HT_EXPECT(!t.LookupEntry(5, &missing) && missing.Serialize().empty());
+    MONOLITH_EXPECT(!t.LookupEntry(5, &missing) && missing.Serialize().empty());
     EntryDump d;
-    HT_EXPECT(t.LookupEntry(-10, &d));
-    HT_EXPECT(!d.has_id && d.num == std::vector<float>{1} && d.opt.size() == 1 &&
+    MONOLITH_EXPECT(t.LookupEntry(-10, &d));
+    MONOLITH_EXPECT(!d.has_id && d.num == std::vector<float>{1} && d.opt.size() == 1 &&
               d.opt[0].type == 2 && d.has_last_update_ts_sec && d.last_update_ts_sec == 0);
-    HT_EXPECT(t.Size() == 3 && t.Contains(100) && !t.Contains(5));
+    MONOLITH_EXPECT(t.Size() == 3 && t.Contains(100) && !t.Contains(5));
   }
 }
 
@@ -72,7 +72,7 @@ void TestMultiThread() {
   for (auto& th : threads) th.join();
   int wrong = 0;
   for (int i = 0; i < 100; ++i) wrong += Get(t, i) != 3.0f * i;
-  HT_EXPECT(wrong == 0);
+  MONOLITH_EXPECT(wrong == 0);
 }
 
 // Several threads hammer overlapping ids with assign_add and optimize; sums are order
@@ -107,14 +107,14 @@ void TestConcurrentUpdatesMatchSequentialModel() {
       for (int k = 0; k < 4; ++k) m[k] += (i & 1) ? k + 1 : 1;
     }
   }
-  HT_EXPECT(t.Size() == static_cast<int64_t>(model.size()));
+  MONOLITH_EXPECT(t.Size() == static_cast<int64_t>(model.size()));
   int wrong = 0;
   for (const auto& kv : model) {
     float w[4];
     t.Lookup(kv.first, w);
     for (int k = 0; k < 4; ++k) wrong += std::fabs(w[k] - kv.second[k]) > 1e-3;
   }
-  HT_EXPECT(wrong == 0);
+  MONOLITH_EXPECT(wrong == 0);
 }
 
 // Lock-free lookups racing with growth, updates and clears never return a torn row: every
@@ -154,8 +154,8 @@ void TestOptimisticLookupsNeverTorn() {
   for (auto& th : writers) th.join();
   stop.store(true);
   for (auto& th : readers) th.join();
-  HT_EXPECT(lookups.load() > 0);
-  HT_EXPECT(torn.load() == 0);
+  MONOLITH_EXPECT(lookups.load() > 0);
+  MONOLITH_EXPECT(torn.load() == 0);
 }
 
 std::vector<EntryDump> SaveAll(EmbeddingHashTable& t, int total) {
@@ -167,7 +167,7 @@ std::vector<EntryDump> SaveAll(EmbeddingHashTable& t, int total) {
       out.push_back(std::move(d));
       return true;
     }, &it);
-    HT_EXPECT(it.offset != 0);
+    MONOLITH_EXPECT(it.offset != 0);
   }
   return out;
 }
@@ -179,26 +179,26 @@ void TestSaveRestore() {
   t.Optimize(1, g, &lr, 100, 0);
   t.Optimize(2, g, &lr, 200, 0);
   auto dumps = SaveAll(t, 3);
-  HT_EXPECT(dumps.size() == 2);
+  MONOLITH_EXPECT(dumps.size() == 2);
   EmbeddingHashTable r(OneSegmentConfig(2, c));
   for (const auto& d : dumps) {
     EntryDump parsed = EntryDump::Parse(d.Serialize());
-    HT_EXPECT(parsed.has_id);
-    HT_EXPECT(r.ValidateDump(parsed).empty());
+    MONOLITH_EXPECT(parsed.has_id);
+    MONOLITH_EXPECT(r.ValidateDump(parsed).empty());
     r.Restore(parsed);
   }
-  HT_EXPECT(r.max_update_ts_sec() == 200);
+  MONOLITH_EXPECT(r.max_update_ts_sec() == 200);
   for (int64_t id : {1, 2}) {
     EntryDump a, b;
     t.LookupEntry(id, &a);
     r.LookupEntry(id, &b);
-    HT_EXPECT(a.Serialize() == b.Serialize());
+    MONOLITH_EXPECT(a.Serialize() == b.Serialize());
   }
   // A dump of another dim or optimizer is rejected before anything is written.
   EmbeddingHashTable other(OneSegmentConfig(3, c));
-  HT_EXPECT(other.ValidateDump(dumps[0]).find("expected dim 3") != std::string::npos);
+  MONOLITH_EXPECT(other.ValidateDump(dumps[0]).find("expected dim 3") != std::string::npos);
   EmbeddingHashTable sgd(OneSegmentConfig(2, Opt(OptimizerConfig::kSgd)));
-  HT_EXPECT(!sgd.ValidateDump(dumps[0]).empty());
+  MONOLITH_EXPECT(!sgd.ValidateDump(dumps[0]).empty());
 }
 
 void TestSaveWithOffsetAndStopEarly() {
@@ -214,14 +214,14 @@ void TestSaveWithOffsetAndStopEarly() {
     return true;
   };
   t.Save({0, 1, 1}, write, &it);
-  HT_EXPECT(seen.size() == 1);
+  MONOLITH_EXPECT(seen.size() == 1);
   t.Save({0, 1, 1}, write, &it);
-  HT_EXPECT(seen.size() == 2);
+  MONOLITH_EXPECT(seen.size() == 2);
   // write_fn returning false stops after one entry.
   DumpIterator it2;
   int calls = 0;
   t.Save({0, 1}, [&](EntryDump&&) { return ++calls > 5; }, &it2);
-  HT_EXPECT(calls == 1);
+  MONOLITH_EXPECT(calls == 1);
 }
 
 void TestSaveRestoreMultithreaded() {
@@ -255,10 +255,10 @@ void TestSaveRestoreMultithreaded() {
     });
   }
   for (auto& th : threads) th.join();
-  HT_EXPECT(r.Size() == n);
+  MONOLITH_EXPECT(r.Size() == n);
   int wrong = 0;
   for (int64_t i = 0; i < n; ++i) wrong += Get(r, i) != static_cast<float>(i);
-  HT_EXPECT(wrong == 0);
+  MONOLITH_EXPECT(wrong == 0);
 }
 
 void TestClear() {
@@ -266,9 +266,9 @@ void TestClear() {
   float v = 1;
   for (int64_t i = 0; i < 1000; ++i) t.AssignAdd(i, &v, 0);
   t.Clear();
-  HT_EXPECT(t.Size() == 0 && Get(t, 5) == 0);
+  MONOLITH_EXPECT(t.Size() == 0 && Get(t, 5) == 0);
   t.AssignAdd(5, &v, 0);
-  HT_EXPECT(Get(t, 5) == 1);
+  MONOLITH_EXPECT(Get(t, 5) == 1);
 }
 
 int64_t Fid(int64_t slot, int64_t low) { return (slot << 48) | low; }
@@ -283,10 +283,10 @@ void TestOneTimeEvict() {
   float v = 1;
   for (int64_t slot : {1, 2, 3}) t.AssignAdd(Fid(slot, 7), &v, then);
   t.AssignAdd(Fid(0, 1), &v, now);
-  HT_EXPECT(t.max_update_ts_sec() == now);
-  HT_EXPECT(t.Evict(now) == 2);  // slot 0 (0 days) and slot 1 (5 days)
-  HT_EXPECT(!t.Contains(Fid(0, 1)) && !t.Contains(Fid(1, 7)));
-  HT_EXPECT(t.Contains(Fid(2, 7)) && t.Contains(Fid(3, 7)));
+  MONOLITH_EXPECT(t.max_update_ts_sec() == now);
+  MONOLITH_EXPECT(t.Evict(now) == 2);  // slot 0 (0 days) and slot 1 (5 days)
+  MONOLITH_EXPECT(!t.Contains(Fid(0, 1)) && !t.Contains(Fid(1, 7)));
+  MONOLITH_EXPECT(t.Contains(Fid(2, 7)) && t.Contains(Fid(3, 7)));
 }
 
 // Inserting threads force doublings (and lazy migration) while another thread evicts.
@@ -325,7 +325,7 @@ void TestEvictWhileRehash() {
       }
     }
   }
-  HT_EXPECT(wrong == 0);
+  MONOLITH_EXPECT(wrong == 0);
 }
 
 void TestEvictionTickWithInjectedClock() {
@@ -341,10 +341,10 @@ void TestEvictionTickWithInjectedClock() {
   t.EvictionTick();  // the background thread may also have run its first pass: both record
   now += 3599;
   t.EvictionTick();
-  HT_EXPECT(t.Contains(1));  // less than an hour since the first pass
+  MONOLITH_EXPECT(t.Contains(1));  // less than an hour since the first pass
   now += 1;
   t.EvictionTick();
-  HT_EXPECT(!t.Contains(1) && t.Contains(2));
+  MONOLITH_EXPECT(!t.Contains(1) && t.Contains(2));
 }
 
 void TestReinitialize() {
@@ -353,12 +353,12 @@ void TestReinitialize() {
   EmbeddingHashTable t(c, [&now] { return now; });
   float v = 5;
   t.Assign(std::vector<int64_t>{1}.data(), 1, &v, 0);
-  HT_EXPECT(t.Reinitialize(1));
-  HT_EXPECT(!t.Reinitialize(2));
-  HT_EXPECT(Get(t, 1) == 1 && Get(t, 2) == 1);
+  MONOLITH_EXPECT(t.Reinitialize(1));
+  MONOLITH_EXPECT(!t.Reinitialize(2));
+  MONOLITH_EXPECT(Get(t, 1) == 1 && Get(t, 2) == 1);
   EntryDump d;
   t.LookupEntry(1, &d);
-  HT_EXPECT(d.last_update_ts_sec == 4242);
+  MONOLITH_EXPECT(d.last_update_ts_sec == 4242);
 }
 
 TableConfig ServingFp32(bool skip_zero) {
@@ -379,11 +379,11 @@ void TestSkipZeroEmbedding() {
   std::vector<int64_t> ids = {1, 2, 3, 4};
   std::vector<float> vals = {1, 1, 0, 0, 3, 3, 0, 0};
   t.Assign(ids.data(), 4, vals.data(), 0);
-  HT_EXPECT(t.Contains(1) && !t.Contains(2) && t.Contains(3) && !t.Contains(4));
+  MONOLITH_EXPECT(t.Contains(1) && !t.Contains(2) && t.Contains(3) && !t.Contains(4));
   // Assigning zeros erases an existing id.
   std::vector<float> zeros = {0, 0};
   t.Assign(ids.data(), 1, zeros.data(), 0);
-  HT_EXPECT(!t.Contains(1));
+  MONOLITH_EXPECT(!t.Contains(1));
   // Restore skips zero rows.
   EmbeddingHashTable r(ServingFp32(true));
   for (int64_t id = 0; id < 6; ++id) {
@@ -391,9 +391,9 @@ void TestSkipZeroEmbedding() {
     d.has_id = true;
     d.id = id;
     d.num = {static_cast<float>(id % 2), 0.0f};
-    HT_EXPECT(r.Restore(d) == (id % 2 == 1));
+    MONOLITH_EXPECT(r.Restore(d) == (id % 2 == 1));
   }
-  HT_EXPECT(r.Size() == 3);
+  MONOLITH_EXPECT(r.Size() == 3);
   testing::ExpectThrows([] { EmbeddingHashTable t(([] {
                           TableConfig c = SgdDim1();
                           c.skip_zero_embedding = true;
@@ -411,8 +411,8 @@ void TestServingFp16() {
   t.Assign(std::vector<int64_t>{9}.data(), 1, v.data(), 0);
   float out[2];
   t.Lookup(9, out);
-  HT_EXPECT_NEAR(out[0], 0.333333, 1e-3);
-  HT_EXPECT(out[1] == -2.5f);
+  MONOLITH_EXPECT_NEAR(out[0], 0.333333, 1e-3);
+  MONOLITH_EXPECT(out[1] == -2.5f);
   float g = 1, lr = 1;
   testing::ExpectThrows([&] { t.Optimize(9, &g, &lr, 0, 0); },
                         "ServingEntryAccessor doesn't support Optimize", "serving optimize");

@@ -1,6 +1,7 @@
 // Each optimizer against native_ops.md §1.8's worked values (upstream's unit-test numbers) and,
 // for the multi-step cases, against the formula re-derived in double precision here.
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
@@ -30,11 +31,11 @@ std::vector<std::vector<float>> Run(const OptimizerConfig& opt, int dim, float l
     out.push_back(w);
     if (restore_between) {
       EntryDump dump;
-      HT_EXPECT(table->LookupEntry(id, &dump));
+      MONOLITH_EXPECT(table->LookupEntry(id, &dump));
       dump.has_id = true;
       dump.id = id;
       auto fresh = std::make_unique<EmbeddingHashTable>(OneSegmentConfig(dim, opt));
-      HT_EXPECT(fresh->ValidateDump(dump).empty());
+      MONOLITH_EXPECT(fresh->ValidateDump(dump).empty());
       fresh->Restore(EntryDump::Parse(dump.Serialize()));
       table = std::move(fresh);
     }
@@ -44,14 +45,12 @@ std::vector<std::vector<float>> Run(const OptimizerConfig& opt, int dim, float l
 
 void ExpectRows(const std::vector<std::vector<float>>& got,
                 const std::vector<std::vector<double>>& want, double tol, const char* what) {
-  HT_EXPECT(got.size() == want.size());
+  MONOLITH_EXPECT(got.size() == want.size());
   for (size_t s = 0; s < got.size() && s < want.size(); ++s) {
     for (size_t i = 0; i < want[s].size(); ++i) {
-      if (std::fabs(got[s][i] - want[s][i]) > tol) {
-        std::fprintf(stderr, "%s step %zu elt %zu: got %.8g want %.8g\n", what, s, i, got[s][i],
-                     want[s][i]);
-        ++testing::Failures();
-      }
+      testing::ExpectNear(got[s][i], want[s][i], tol,
+                          std::string(what) + " step " + std::to_string(s) + " elt " +
+                              std::to_string(i));
     }
   }
 }
@@ -163,13 +162,13 @@ void TestTwoSegmentSgd() {
   s2.dim_size = 2;
   c.entry_config.segments.push_back(s2);
   EmbeddingHashTable t(c);
-  HT_EXPECT(t.DimSize() == 3 && t.SliceSize() == 2);
+  MONOLITH_EXPECT(t.DimSize() == 3 && t.SliceSize() == 2);
   float g[3] = {1, 2, 3}, lrs[2] = {1, 2}, w[3];
   t.Optimize(7, g, lrs, 0, 0);
   t.Lookup(7, w);
-  HT_EXPECT_NEAR(w[0], -1, 1e-7);
-  HT_EXPECT_NEAR(w[1], -4, 1e-7);
-  HT_EXPECT_NEAR(w[2], -6, 1e-7);
+  MONOLITH_EXPECT_NEAR(w[0], -1, 1e-7);
+  MONOLITH_EXPECT_NEAR(w[1], -4, 1e-7);
+  MONOLITH_EXPECT_NEAR(w[2], -6, 1e-7);
 }
 
 void TestStochasticRounding() {
@@ -180,7 +179,7 @@ void TestStochasticRounding() {
   float g = -1.0001f;  // not representable in fp16: lands on one of its two neighbours
   t.Optimize(1, &g, &lr, 0, 0);
   t.Lookup(1, &w);
-  HT_EXPECT(w == 1.0f || w == 1.0009765625f);
+  MONOLITH_EXPECT(w == 1.0f || w == 1.0009765625f);
 }
 
 void TestUnsupportedOptimizers() {

@@ -72,8 +72,9 @@ void BuildPerExample(int num_features, int64_t batch_size, std::vector<KeyedSpan
   for (const KeyedSpan& it : *items) out->spans[cursor[it.entry]++] = it.span;
 }
 
-std::string ExampleError(size_t i, const std::string& what) {
-  return "example " + std::to_string(i) + ": " + what;
+// "<kind> <i>: <what>", naming the bad message of a batch of Examples or Instances.
+std::string ItemError(const char* kind, size_t i, const std::string& what) {
+  return std::string(kind) + " " + std::to_string(i) + ": " + what;
 }
 
 }  // namespace
@@ -105,15 +106,17 @@ std::string ExtractFromExamples(const LayoutConfig& config,
         if (nf.number == 1 && nf.type == kLengthDelimited) name.assign(nf.bytes);
         if (nf.number == 2 && nf.type == kLengthDelimited) feature = nf.bytes;
       }
-      if (!nr.ok()) return ExampleError(b, "malformed named_feature");
+      if (!nr.ok()) return ItemError("example", b, "malformed named_feature");
       const int fi = config.FeatureIndex(name);
       if (fi < 0) continue;
       spans.clear();
-      if (!ParseExampleFeature(feature, &spans)) return ExampleError(b, "malformed feature " + name);
+      if (!ParseExampleFeature(feature, &spans)) {
+        return ItemError("example", b, "malformed feature " + name);
+      }
       // A name repeated inside one Example appends to the same entry.
       for (const FidSpan& s : spans) items.push_back({fi * batch + b, s});
     }
-    if (!r.ok()) return ExampleError(b, "Failed to parse the Example.");
+    if (!r.ok()) return ItemError("example", b, "Failed to parse the Example.");
   }
   BuildPerExample(config.features().size(), batch, &items, out);
   return "";
@@ -210,7 +213,7 @@ std::string ExtractFromInstances(const LayoutConfig& config,
     while (r.Next(&f)) {
       if (f.number != 1) continue;
       spans.clear();
-      if (!AppendFixed64(f, true, &spans)) return "instance " + std::to_string(b) + ": malformed fid";
+      if (!AppendFixed64(f, true, &spans)) return ItemError("instance", b, "malformed fid");
       for (const FidSpan& s : spans) {
         int64_t run = 0;
         while (run < s.size) {
@@ -229,7 +232,7 @@ std::string ExtractFromInstances(const LayoutConfig& config,
         }
       }
     }
-    if (!r.ok()) return "instance " + std::to_string(b) + ": Failed to parse the Instance.";
+    if (!r.ok()) return ItemError("instance", b, "Failed to parse the Instance.");
     WireReader r2(instances[b]);
     while (r2.Next(&f)) {
       if (f.number != 9 || f.type != kLengthDelimited) continue;
@@ -240,12 +243,14 @@ std::string ExtractFromInstances(const LayoutConfig& config,
       std::vector<FidSpan> lists;
       while (fr.Next(&ff)) {
         if (ff.number == 1 && ff.type == kLengthDelimited) name.assign(ff.bytes);
-        if (ff.number == 2 && !AppendFixed64(ff, false, &spans)) return "instance " + std::to_string(b) + ": malformed feature fid";
+        if (ff.number == 2 && !AppendFixed64(ff, false, &spans)) {
+          return ItemError("instance", b, "malformed feature fid");
+        }
         if (ff.number == 6 && ff.type == kLengthDelimited && !ParseFidList(ff.bytes, false, &lists)) {
-          return "instance " + std::to_string(b) + ": malformed feature fid_list";
+          return ItemError("instance", b, "malformed feature fid_list");
         }
       }
-      if (!fr.ok()) return "instance " + std::to_string(b) + ": malformed feature";
+      if (!fr.ok()) return ItemError("instance", b, "malformed feature");
       const int fi = config.FeatureIndex(name);
       if (fi < 0) continue;
       for (const FidSpan& s : spans) items.push_back({fi * batch + b, s});

@@ -18,13 +18,8 @@ namespace monolith {
 namespace layout {
 namespace {
 
-using testing::AddFeature;
-using testing::AddLayout;
-using testing::FeatureConfigMsg;
-using testing::FidFeature;
-using testing::Msg;
-using testing::OutConfigMsg;
-using namespace test_util;  // NOLINT: the shared test helpers
+// The shared test helpers, with the proto builders test_util re-exports.
+using namespace test_util;  // NOLINT
 
 // ---------------------------------------------------------------------------------------------
 // fused_layout.md §9.

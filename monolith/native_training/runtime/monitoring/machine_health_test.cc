@@ -1,33 +1,14 @@
 #include "monolith/native_training/runtime/monitoring/machine_health.h"
 
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "monolith/native_training/runtime/common/testing.h"
+
 namespace {
 
-int checks = 0;
-int failures = 0;
-
-void Expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    std::fprintf(stderr, "FAIL %s\n", what.c_str());
-    ++failures;
-  }
-}
-
-std::string Hex(const std::string& bytes) {
-  std::string hex;
-  char buf[3];
-  for (unsigned char c : bytes) {
-    std::snprintf(buf, sizeof(buf), "%02x", c);
-    hex += buf;
-  }
-  return hex;
-}
-
+using monolith::testing::Expect;
+using monolith::testing::Hex;
 using namespace monolith::monitoring;
 
 }  // namespace
@@ -57,6 +38,5 @@ int main() {
   Expect(Hex(long_result.substr(0, 5)) == "080112c801", "two-byte length varint");
   Expect(Hex(EncodeMachineHealthResult(kOk, "")) == "08001200", "explicit OK result");
 
-  std::printf("%d checks, %d failed\n", checks, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return monolith::testing::Summary();
 }

@@ -1,23 +1,13 @@
 #include "monolith/native_training/runtime/monitoring/timer_stats.h"
 
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
+
+#include "monolith/native_training/runtime/common/testing.h"
 
 namespace {
 
-int checks = 0;
-int failures = 0;
-
-void Expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    std::fprintf(stderr, "FAIL %s\n", what.c_str());
-    ++failures;
-  }
-}
-
+using monolith::testing::Expect;
 using monolith::monitoring::TimerStats;
 using monolith::monitoring::WindowSummary;
 
@@ -59,6 +49,5 @@ int main() {
          "qps sample is 460 s old: only in the 15 min window");
   Expect(stats.Record("qps", "", 3, now + 961).empty(), "next report waits an interval");
 
-  std::printf("%d checks, %d failed\n", checks, failures);
-  return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return monolith::testing::Summary();
 }

@@ -133,27 +133,6 @@ class CreateDeepInsightClientOp : public ResourceOpKernel<DeepInsightClientTfBri
   std::string filename_;
 };
 
-// Builds the messages of rows [0, batch) on the CPU worker threads (`fill_row(i, &row)` sets
-// the per-row fields of a copy of `base`), then dumps them in row order.
-template <typename FillRow>
-std::vector<std::string> SendBatch(OpKernelContext* ctx, DeepInsightClientTfBridge* client,
-                                   const Row& base, int64_t batch, float sample_ratio,
-                                   FillRow fill_row) {
-  std::vector<std::string> msgs(batch);
-  auto work = [&](int64_t begin, int64_t end) {
-    Row row = base;
-    for (int64_t i = begin; i < end; ++i) {
-      fill_row(i, &row);
-      msgs[i] = client->Send(row, sample_ratio);
-    }
-  };
-  const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
-  // About a microsecond per row: JSON formatting of a dozen numbers.
-  Shard(workers.num_threads, workers.workers, batch, /*cost_per_unit=*/5000, work);
-  client->Dump(msgs);
-  return msgs;
-}
-
 // Upstream indexes every input up to the batch size of `labels` without checking; a short
 // input must be an op error, not a read past the end of a buffer.
 Status CheckBatch(const Tensor& t, const char* name, int64_t batch, const char* batch_source) {
@@ -164,19 +143,68 @@ Status CheckBatch(const Tensor& t, const char* name, int64_t batch, const char* 
   return OkStatus();
 }
 
-class WriteDeepInsightOp : public OpKernel {
+// The client lookup, attrs and send path the two write ops share; each op reads its own row
+// inputs.
+class WriteDeepInsightOpBase : public OpKernel {
  public:
-  explicit WriteDeepInsightOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit WriteDeepInsightOpBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("model_name", &model_name_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("target", &target_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("sample_ratio", &sample_ratio_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("return_msgs", &return_msgs_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_zero_train_time", &use_zero_train_time_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
+  void Compute(OpKernelContext* ctx) final {
     core::RefCountPtr<DeepInsightClientTfBridge> client;
     OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &client));
+    ComputeWithClient(ctx, client.get());
+  }
+
+ protected:
+  virtual void ComputeWithClient(OpKernelContext* ctx, DeepInsightClientTfBridge* client) = 0;
+
+  // Sends rows [0, batch), each a copy of `base` (given this op's model name and train time)
+  // completed by `fill_row(i, &row)`. Messages are built on the CPU worker threads and dumped in
+  // row order; output 0 gets them with return_msgs, else empty strings.
+  template <typename FillRow>
+  void SendRows(OpKernelContext* ctx, DeepInsightClientTfBridge* client, Row base, int64_t batch,
+                FillRow fill_row) {
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch}), &out));
+    base.model_name = model_name_;
+    base.train_time = client->TrainTime(use_zero_train_time_);
+    std::vector<std::string> msgs(batch);
+    auto work = [&](int64_t begin, int64_t end) {
+      Row row = base;
+      for (int64_t i = begin; i < end; ++i) {
+        fill_row(i, &row);
+        msgs[i] = client->Send(row, sample_ratio_);
+      }
+    };
+    const auto& workers = *ctx->device()->tensorflow_cpu_worker_threads();
+    // About a microsecond per row: JSON formatting of a dozen numbers.
+    Shard(workers.num_threads, workers.workers, batch, /*cost_per_unit=*/5000, work);
+    client->Dump(msgs);
+    if (return_msgs_) {
+      auto out_v = out->vec<tstring>();
+      for (int64_t i = 0; i < batch; ++i) out_v(i) = std::move(msgs[i]);
+    }
+  }
+
+ private:
+  std::string model_name_;
+  float sample_ratio_ = 0.01f;
+  bool return_msgs_ = false;
+  bool use_zero_train_time_ = false;
+};
+
+class WriteDeepInsightOp : public WriteDeepInsightOpBase {
+ public:
+  explicit WriteDeepInsightOp(OpKernelConstruction* ctx) : WriteDeepInsightOpBase(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("target", &target_));
+  }
+
+  void ComputeWithClient(OpKernelContext* ctx, DeepInsightClientTfBridge* client) override {
     const Tensor& uids = ctx->input(1);
     const Tensor& req_times = ctx->input(2);
     const Tensor& labels = ctx->input(3);
@@ -191,48 +219,31 @@ class WriteDeepInsightOp : public OpKernel {
     OP_REQUIRES_OK(ctx, CheckBatch(preds, "preds", batch, "labels"));
     OP_REQUIRES_OK(ctx, CheckBatch(sample_rates, "sample_rates", batch, "labels"));
 
-    Tensor* msgs = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch}), &msgs));
-    auto out = msgs->vec<tstring>();
     const auto uid_v = uids.vec<int64_t>();
     const auto req_time_v = req_times.vec<int64_t>();
     const auto label_v = labels.vec<float>();
     const auto pred_v = preds.vec<float>();
     const auto rate_v = sample_rates.vec<float>();
     Row base;
-    base.model_name = model_name_;
     base.targets = {target_};
-    base.train_time = client->TrainTime(use_zero_train_time_);
-    std::vector<std::string> sent =
-        SendBatch(ctx, client.get(), base, batch, sample_ratio_, [&](int64_t i, Row* row) {
-          row->uid = uid_v(i);
-          row->req_time = req_time_v(i);
-          row->labels = {label_v(i)};
-          row->preds = {pred_v(i)};
-          row->sample_rates = {rate_v(i)};
-        });
-    if (return_msgs_) {
-      for (int64_t i = 0; i < batch; ++i) out(i) = std::move(sent[i]);
-    }
+    SendRows(ctx, client, std::move(base), batch, [&](int64_t i, Row* row) {
+      row->uid = uid_v(i);
+      row->req_time = req_time_v(i);
+      row->labels = {label_v(i)};
+      row->preds = {pred_v(i)};
+      row->sample_rates = {rate_v(i)};
+    });
   }
 
  private:
-  std::string model_name_;
   std::string target_;
-  float sample_ratio_ = 0.01f;
-  bool return_msgs_ = false;
-  bool use_zero_train_time_ = false;
 };
 
-class WriteDeepInsightV2Op : public OpKernel {
+class WriteDeepInsightV2Op : public WriteDeepInsightOpBase {
  public:
-  explicit WriteDeepInsightV2Op(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("model_name", &model_name_));
+  explicit WriteDeepInsightV2Op(OpKernelConstruction* ctx) : WriteDeepInsightOpBase(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("extra_fields_keys", &extra_fields_keys_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("targets", &targets_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("sample_ratio", &sample_ratio_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("return_msgs", &return_msgs_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_zero_train_time", &use_zero_train_time_));
     DataTypeVector field_types;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("Tfields", &field_types));
     OP_REQUIRES(ctx, field_types.size() == extra_fields_keys_.size(),
@@ -241,9 +252,7 @@ class WriteDeepInsightV2Op : public OpKernel {
                                         " tensors"));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<DeepInsightClientTfBridge> client;
-    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &client));
+  void ComputeWithClient(OpKernelContext* ctx, DeepInsightClientTfBridge* client) override {
     const Tensor& req_times = ctx->input(1);
     const Tensor& labels = ctx->input(2);
     const Tensor& preds = ctx->input(3);
@@ -277,17 +286,12 @@ class WriteDeepInsightV2Op : public OpKernel {
                 errors::InvalidArgument(
                     "MonolithWriteDeepInsightV2 requires an int64 extra field named uid"));
 
-    Tensor* msgs = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch}), &msgs));
-    auto out = msgs->vec<tstring>();
     const auto req_time_v = req_times.vec<int64_t>();
     const auto label_m = labels.matrix<float>();
     const auto pred_m = preds.matrix<float>();
     const auto rate_m = sample_rates.matrix<float>();
     Row base;
-    base.model_name = model_name_;
     base.targets = targets_;
-    base.train_time = client->TrainTime(use_zero_train_time_);
     base.labels.resize(num_targets);
     base.preds.resize(num_targets);
     base.sample_rates.resize(num_targets);
@@ -322,20 +326,12 @@ class WriteDeepInsightV2Op : public OpKernel {
         }
       }
     };
-    std::vector<std::string> sent =
-        SendBatch(ctx, client.get(), base, batch, sample_ratio_, fill_row);
-    if (return_msgs_) {
-      for (int64_t b = 0; b < batch; ++b) out(b) = std::move(sent[b]);
-    }
+    SendRows(ctx, client, std::move(base), batch, fill_row);
   }
 
  private:
-  std::string model_name_;
   std::vector<std::string> extra_fields_keys_;
   std::vector<std::string> targets_;
-  float sample_ratio_ = 0.01f;
-  bool return_msgs_ = false;
-  bool use_zero_train_time_ = false;
 };
 
 REGISTER_OP("MonolithCreateDeepInsightClient")
@@ -347,6 +343,12 @@ REGISTER_OP("MonolithCreateDeepInsightClient")
     .Attr("shared_name: string = ''")
     .SetIsStateful()
     .SetShapeFn(shape_inference::ScalarShape);
+
+// The write ops' msgs: one string per row of input 1.
+Status MsgsShape(shape_inference::InferenceContext* c) {
+  c->set_output(0, c->input(1));
+  return OkStatus();
+}
 
 REGISTER_OP("MonolithWriteDeepInsight")
     .Input("deep_insight_client_handle: resource")
@@ -362,10 +364,7 @@ REGISTER_OP("MonolithWriteDeepInsight")
     .Attr("return_msgs: bool = false")
     .Attr("use_zero_train_time: bool = false")
     .SetIsStateful()
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(1));
-      return OkStatus();
-    });
+    .SetShapeFn(MsgsShape);
 
 REGISTER_OP("MonolithWriteDeepInsightV2")
     .Input("deep_insight_client_handle: resource")
@@ -383,10 +382,7 @@ REGISTER_OP("MonolithWriteDeepInsightV2")
     .Attr("return_msgs: bool = false")
     .Attr("use_zero_train_time: bool = false")
     .SetIsStateful()
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(1));
-      return OkStatus();
-    });
+    .SetShapeFn(MsgsShape);
 
 REGISTER_KERNEL_BUILDER(Name("MonolithCreateDeepInsightClient").Device(DEVICE_CPU),
                         CreateDeepInsightClientOp);

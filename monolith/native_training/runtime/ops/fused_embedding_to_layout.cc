@@ -334,6 +334,25 @@ class LayoutKernelBase : public OpKernel {
     return OkStatus();
   }
 
+  // Everything a gradient op reads; the CPU and GPU gradient kernels differ only in the core run.
+  struct BackwardInputs {
+    std::vector<FloatBuffer> grads;  // embeddings_grad_list, allocated, not yet written
+    std::vector<Block> blocks;       // over `grads`
+    Offsets offsets;
+    int64_t batch;
+    std::vector<FloatBuffer> tensors_grad;
+  };
+
+  Status ReadBackwardInputs(OpKernelContext* ctx, BackwardInputs* in) const {
+    OpInputList embeddings;
+    TF_RETURN_IF_ERROR(ctx->input_list("embeddings_list", &embeddings));
+    TF_RETURN_IF_ERROR(AllocateGrads(ctx, embeddings, &in->grads));
+    TF_RETURN_IF_ERROR(BuildBlocks(ctx, in->grads, embeddings, &in->blocks));
+    TF_RETURN_IF_ERROR(ReadOffsets(ctx, &in->offsets));
+    TF_RETURN_IF_ERROR(ReadBatchSize(ctx, &in->batch));
+    return ReadTensorsGrad(ctx, &in->tensors_grad);
+  }
+
   // One v5 request's segments inside the concatenated inputs (fused_layout.md §4.3).
   struct RequestSegment {
     int64_t batch_size, row_begin;
@@ -407,6 +426,13 @@ class LayoutKernelBase : public OpKernel {
   int parallel_flag_ = 0;  // v1 kernels are always serial
 };
 
+// Binds a kernel class to one op version, as REGISTER_KERNEL_BUILDER needs a one-argument constructor.
+template <class Kernel, int kVersion>
+class Versioned : public Kernel {
+ public:
+  explicit Versioned(OpKernelConstruction* ctx) : Kernel(ctx, kVersion) {}
+};
+
 class LayoutForwardCpu : public LayoutKernelBase {
  public:
   LayoutForwardCpu(OpKernelConstruction* ctx, int version) : LayoutKernelBase(ctx, version) {}
@@ -438,7 +464,7 @@ class LayoutForwardCpu : public LayoutKernelBase {
   // supports one request only; the GPU kernel's multi-request semantics are used here.)
   void ComputeV5(OpKernelContext* ctx, const std::vector<FloatBuffer>& emb, const Offsets& all) {
     std::vector<RequestSegment> requests;
-    int64_t total_rows;
+    int64_t total_rows = 0;
     OP_REQUIRES_OK(ctx, ReadV5Requests(ctx, emb, all, &requests, &total_rows));
     std::vector<FloatBuffer> outs;
     OP_REQUIRES_OK(ctx, AllocateOutputs(ctx, total_rows, &outs));
@@ -459,52 +485,31 @@ class LayoutForwardCpu : public LayoutKernelBase {
   }
 };
 
-template <int kVersion>
-class LayoutForwardCpuV : public LayoutForwardCpu {
- public:
-  explicit LayoutForwardCpuV(OpKernelConstruction* ctx) : LayoutForwardCpu(ctx, kVersion) {}
-};
-
 class LayoutBackwardCpu : public LayoutKernelBase {
  public:
   LayoutBackwardCpu(OpKernelConstruction* ctx, int version) : LayoutKernelBase(ctx, version) {}
 
   void Compute(OpKernelContext* ctx) override {
-    OpInputList embeddings;
-    OP_REQUIRES_OK(ctx, ctx->input_list("embeddings_list", &embeddings));
-    std::vector<FloatBuffer> grads;
-    OP_REQUIRES_OK(ctx, AllocateGrads(ctx, embeddings, &grads));
-    for (const FloatBuffer& g : grads) std::fill(g.data, g.data + g.size, 0.f);
-    std::vector<Block> blocks;
-    OP_REQUIRES_OK(ctx, BuildBlocks(ctx, grads, embeddings, &blocks));
-    Offsets offsets;
-    OP_REQUIRES_OK(ctx, ReadOffsets(ctx, &offsets));
-    int64_t batch;
-    OP_REQUIRES_OK(ctx, ReadBatchSize(ctx, &batch));
-    std::vector<FloatBuffer> tensors_grad;
-    OP_REQUIRES_OK(ctx, ReadTensorsGrad(ctx, &tensors_grad));
+    BackwardInputs in;
+    OP_REQUIRES_OK(ctx, ReadBackwardInputs(ctx, &in));
+    // The CPU core accumulates into the gradients.
+    for (const FloatBuffer& g : in.grads) std::fill(g.data, g.data + g.size, 0.f);
     OP_REQUIRES_OK(ctx, ToStatus(::monolith::layout::LayoutBackward(
-                            config_, blocks, offsets, batch, tensors_grad, Runner(ctx))));
+                            config_, in.blocks, in.offsets, in.batch, in.tensors_grad, Runner(ctx))));
   }
 };
 
-template <int kVersion>
-class LayoutBackwardCpuV : public LayoutBackwardCpu {
- public:
-  explicit LayoutBackwardCpuV(OpKernelConstruction* ctx) : LayoutBackwardCpu(ctx, kVersion) {}
-};
-
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayout").Device(DEVICE_CPU), LayoutForwardCpuV<1>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV2").Device(DEVICE_CPU), LayoutForwardCpuV<2>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV3").Device(DEVICE_CPU), LayoutForwardCpuV<3>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV4").Device(DEVICE_CPU), LayoutForwardCpuV<4>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV5").Device(DEVICE_CPU), LayoutForwardCpuV<5>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGrad").Device(DEVICE_CPU), LayoutBackwardCpuV<1>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV2").Device(DEVICE_CPU), LayoutBackwardCpuV<2>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV3").Device(DEVICE_CPU), LayoutBackwardCpuV<3>);
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV4").Device(DEVICE_CPU), LayoutBackwardCpuV<4>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayout").Device(DEVICE_CPU), Versioned<LayoutForwardCpu, 1>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV2").Device(DEVICE_CPU), Versioned<LayoutForwardCpu, 2>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV3").Device(DEVICE_CPU), Versioned<LayoutForwardCpu, 3>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV4").Device(DEVICE_CPU), Versioned<LayoutForwardCpu, 4>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV5").Device(DEVICE_CPU), Versioned<LayoutForwardCpu, 5>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGrad").Device(DEVICE_CPU), Versioned<LayoutBackwardCpu, 1>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV2").Device(DEVICE_CPU), Versioned<LayoutBackwardCpu, 2>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV3").Device(DEVICE_CPU), Versioned<LayoutBackwardCpu, 3>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV4").Device(DEVICE_CPU), Versioned<LayoutBackwardCpu, 4>);
 // GradV5 has GradV3's inputs and semantics (single request).
-REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV5").Device(DEVICE_CPU), LayoutBackwardCpuV<3>);
+REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV5").Device(DEVICE_CPU), Versioned<LayoutBackwardCpu, 3>);
 
 #ifdef MONOLITH_USE_CUDA
 // GPU kernels (V3/V4/V5 and their gradients): the same block tables over device memory, run by the
@@ -569,47 +574,26 @@ class LayoutForwardGpu : public LayoutKernelBase {
   }
 };
 
-template <int kVersion>
-class LayoutForwardGpuV : public LayoutForwardGpu {
- public:
-  explicit LayoutForwardGpuV(OpKernelConstruction* ctx) : LayoutForwardGpu(ctx, kVersion) {}
-};
-
 class LayoutBackwardGpu : public LayoutKernelBase {
  public:
   LayoutBackwardGpu(OpKernelConstruction* ctx, int version) : LayoutKernelBase(ctx, version) {}
 
   void Compute(OpKernelContext* ctx) override {
-    OpInputList embeddings;
-    OP_REQUIRES_OK(ctx, ctx->input_list("embeddings_list", &embeddings));
-    std::vector<FloatBuffer> grads;
-    OP_REQUIRES_OK(ctx, AllocateGrads(ctx, embeddings, &grads));
-    std::vector<Block> blocks;
-    OP_REQUIRES_OK(ctx, BuildBlocks(ctx, grads, embeddings, &blocks));
-    Offsets offsets;
-    OP_REQUIRES_OK(ctx, ReadOffsets(ctx, &offsets));
-    int64_t batch;
-    OP_REQUIRES_OK(ctx, ReadBatchSize(ctx, &batch));
-    std::vector<FloatBuffer> tensors_grad;
-    OP_REQUIRES_OK(ctx, ReadTensorsGrad(ctx, &tensors_grad));
-    OP_REQUIRES_OK(ctx, ToStatus(::monolith::layout::gpu::LayoutBackward(
-                            config_, blocks, offsets, batch, tensors_grad, grads, CudaStream(ctx))));
+    BackwardInputs in;
+    OP_REQUIRES_OK(ctx, ReadBackwardInputs(ctx, &in));
+    OP_REQUIRES_OK(ctx, ToStatus(::monolith::layout::gpu::LayoutBackward(config_, in.blocks, in.offsets,
+                                                                          in.batch, in.tensors_grad, in.grads,
+                                                                          CudaStream(ctx))));
   }
 };
 
-template <int kVersion>
-class LayoutBackwardGpuV : public LayoutBackwardGpu {
- public:
-  explicit LayoutBackwardGpuV(OpKernelConstruction* ctx) : LayoutBackwardGpu(ctx, kVersion) {}
-};
-
 REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV3").Device(DEVICE_GPU).HostMemory("batch_size"),
-                        LayoutForwardGpuV<3>);
+                        Versioned<LayoutForwardGpu, 3>);
 REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV4")
                             .Device(DEVICE_GPU)
                             .HostMemory("batch_size")
                             .HostMemory("fid_list_emb_row_lenth"),
-                        LayoutForwardGpuV<4>);
+                        Versioned<LayoutForwardGpu, 4>);
 REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV5")
                             .Device(DEVICE_GPU)
                             .HostMemory("batch_size")
@@ -617,16 +601,16 @@ REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutV5")
                             .HostMemory("feature_size")
                             .HostMemory("fid_size")
                             .HostMemory("emb_size"),
-                        LayoutForwardGpuV<5>);
+                        Versioned<LayoutForwardGpu, 5>);
 REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV3").Device(DEVICE_GPU).HostMemory("batch_size"),
-                        LayoutBackwardGpuV<3>);
+                        Versioned<LayoutBackwardGpu, 3>);
 REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV4")
                             .Device(DEVICE_GPU)
                             .HostMemory("batch_size")
                             .HostMemory("fid_list_emb_row_lenth"),
-                        LayoutBackwardGpuV<4>);
+                        Versioned<LayoutBackwardGpu, 4>);
 REGISTER_KERNEL_BUILDER(Name("MonolithEmbeddingToLayoutGradV5").Device(DEVICE_GPU).HostMemory("batch_size"),
-                        LayoutBackwardGpuV<3>);
+                        Versioned<LayoutBackwardGpu, 3>);
 #endif  // MONOLITH_USE_CUDA
 
 }  // namespace

@@ -100,9 +100,21 @@ Status Guard(Fn&& fn, absl::StatusCode code = absl::StatusCode::kInvalidArgument
   return OkStatus();
 }
 
-Status GetTable(OpKernelContext* ctx, int input, core::RefCountPtr<HashTableResource>* table) {
-  return LookupResource(ctx, HandleFromInput(ctx, input), table);
-}
+// Base of the kernels whose input 0 is one table's handle: Compute resolves it, and holds a
+// reference for the kernel's run.
+class TableOpKernel : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) final {
+    core::RefCountPtr<HashTableResource> table;
+    OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &table));
+    ComputeWithTable(ctx, table.get());
+  }
+
+ protected:
+  virtual void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) = 0;
+};
 
 void ForwardHandle(OpKernelContext* ctx, int input = 0) { ctx->set_output(0, ctx->input(input)); }
 
@@ -120,12 +132,17 @@ class DummyHashFilterOp : public ResourceOpKernel<HashFilterResource> {
   }
 };
 
+// The filter ops' `config` attr: a serialized SlotOccurrenceThresholdConfig.
+Status GetThresholdConfig(OpKernelConstruction* ctx, ht::SlotOccurrenceThresholdConfig* config) {
+  std::string bytes;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("config", &bytes));
+  return Guard([&] { *config = ht::ParseSlotOccurrenceThresholdConfig(bytes); });
+}
+
 class HashFilterOp : public ResourceOpKernel<HashFilterResource> {
  public:
   explicit HashFilterOp(OpKernelConstruction* ctx) : ResourceOpKernel(ctx) {
-    std::string config;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("config", &config));
-    OP_REQUIRES_OK(ctx, Guard([&] { config_ = ht::ParseSlotOccurrenceThresholdConfig(config); }));
+    OP_REQUIRES_OK(ctx, GetThresholdConfig(ctx, &config_));
   }
 
  private:
@@ -140,10 +157,8 @@ class HashFilterOp : public ResourceOpKernel<HashFilterResource> {
 class ProbabilisticFilterOp : public ResourceOpKernel<HashFilterResource> {
  public:
   explicit ProbabilisticFilterOp(OpKernelConstruction* ctx) : ResourceOpKernel(ctx) {
-    std::string config;
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("config", &config));
+    OP_REQUIRES_OK(ctx, GetThresholdConfig(ctx, &config_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("equal_probability", &equal_probability_));
-    OP_REQUIRES_OK(ctx, Guard([&] { config_ = ht::ParseSlotOccurrenceThresholdConfig(config); }));
   }
 
  private:
@@ -229,16 +244,14 @@ class HashTableOp : public OpKernel {
 // ---------------------------------------------------------------------------------------------
 // Lookups
 
-class HashTableLookupOp : public OpKernel {
+class HashTableLookupOp : public TableOpKernel {
  public:
-  explicit HashTableLookupOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit HashTableLookupOp(OpKernelConstruction* ctx) : TableOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("dim_size", &dim_size_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_multi_threads", &use_multi_threads_));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     ht::EmbeddingHashTable* t = table->table();
     OP_REQUIRES(ctx, dim_size_ == t->DimSize(),
                 errors::InvalidArgument("dim_size should match hash table size. ", dim_size_,
@@ -265,13 +278,11 @@ class HashTableLookupOp : public OpKernel {
   bool use_multi_threads_;
 };
 
-class HashTableLookupEntryOp : public OpKernel {
+class HashTableLookupEntryOp : public TableOpKernel {
  public:
-  using OpKernel::OpKernel;
+  using TableOpKernel::TableOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     const auto ids = ctx->input(1).flat<int64_t>();
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({ids.size()}), &out));
@@ -297,67 +308,80 @@ Status CheckScalar(const Tensor& t, const char* name) {
   return OkStatus();
 }
 
-class HashTableAssignOp : public OpKernel {
+// Base of the assign ops: inputs (handle, ids, values, req_time), output the handle. Each op
+// checks the values' size with its upstream message, then writes the rows.
+class TableAssignOpKernel : public TableOpKernel {
  public:
-  using OpKernel::OpKernel;
+  using TableOpKernel::TableOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
-    ht::EmbeddingHashTable* t = table->table();
-    const Tensor& ids = ctx->input(1);
-    const Tensor& values = ctx->input(2);
+ protected:
+  struct Update {
+    const int64_t* id;
+    int64_t n;
+    const Tensor* values;
+    int64_t dim;
+    int64_t req_time;
+  };
+
+  virtual Status CheckValues(const Update& u) const = 0;
+  // Runs under Guard: the table's exceptions become op errors.
+  virtual void Write(HashTableResource* table, const Update& u) const = 0;
+
+ private:
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) final {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(3), "req_time"));
-    const int64_t req_time = ctx->input(3).flat<int64_t>()(0);
-    const int64_t n = ids.NumElements();
-    const int dim = t->DimSize();
-    // Upstream reads n*dim floats unchecked (Quirk Q10); a short tensor would read past its end.
-    OP_REQUIRES(ctx, values.NumElements() == n * dim,
-                errors::InvalidArgument("id_updates must hold len(id_values) * dim = ", n, " * ",
-                                        dim, " floats, got shape ",
-                                        values.shape().DebugString()));
-    const int64_t* id = ids.flat<int64_t>().data();
-    const float* v = values.flat<float>().data();
-    OP_REQUIRES_OK(ctx, Guard([&] {
-                     if (!table->MayFilter()) {
-                       t->Assign(id, n, v, req_time);
-                       return;
-                     }
-                     for (int64_t i = 0; i < n; ++i) {
-                       if (table->Filtered(id[i], 1)) continue;
-                       t->Assign(id + i, 1, v + i * dim, req_time);
-                     }
-                   }));
+    const Tensor& ids = ctx->input(1);
+    const Update u{ids.flat<int64_t>().data(), ids.NumElements(), &ctx->input(2),
+                   table->table()->DimSize(), ctx->input(3).flat<int64_t>()(0)};
+    OP_REQUIRES_OK(ctx, CheckValues(u));
+    OP_REQUIRES_OK(ctx, Guard([&] { Write(table, u); }));
     ForwardHandle(ctx);
   }
 };
 
-class HashTableAssignAddOp : public OpKernel {
+class HashTableAssignOp : public TableAssignOpKernel {
  public:
-  using OpKernel::OpKernel;
+  using TableAssignOpKernel::TableAssignOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+ private:
+  // Upstream reads n*dim floats unchecked (Quirk Q10); a short tensor would read past its end.
+  Status CheckValues(const Update& u) const override {
+    if (u.values->NumElements() == u.n * u.dim) return OkStatus();
+    return errors::InvalidArgument("id_updates must hold len(id_values) * dim = ", u.n, " * ",
+                                   u.dim, " floats, got shape ", u.values->shape().DebugString());
+  }
+
+  void Write(HashTableResource* table, const Update& u) const override {
     ht::EmbeddingHashTable* t = table->table();
-    const Tensor& ids = ctx->input(1);
-    const Tensor& values = ctx->input(2);
-    OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(3), "req_time"));
-    const int64_t req_time = ctx->input(3).flat<int64_t>()(0);
-    const int64_t n = ids.NumElements();
-    const int64_t dim = t->DimSize();
-    const int64_t row = n == 0 ? 0 : values.NumElements() / n;
-    OP_REQUIRES(ctx, values.NumElements() == n * dim,
-                errors::InvalidArgument("The dim doesn't match expectation. ", row, " vs ", dim));
-    const int64_t* id = ids.flat<int64_t>().data();
-    const float* v = values.flat<float>().data();
-    OP_REQUIRES_OK(ctx, Guard([&] {
-                     for (int64_t i = 0; i < n; ++i) {
-                       if (table->Filtered(id[i], 1)) continue;
-                       t->AssignAdd(id[i], v + i * dim, req_time);
-                     }
-                   }));
-    ForwardHandle(ctx);
+    const float* v = u.values->flat<float>().data();
+    if (!table->MayFilter()) {
+      t->Assign(u.id, u.n, v, u.req_time);
+      return;
+    }
+    for (int64_t i = 0; i < u.n; ++i) {
+      if (table->Filtered(u.id[i], 1)) continue;
+      t->Assign(u.id + i, 1, v + i * u.dim, u.req_time);
+    }
+  }
+};
+
+class HashTableAssignAddOp : public TableAssignOpKernel {
+ public:
+  using TableAssignOpKernel::TableAssignOpKernel;
+
+ private:
+  Status CheckValues(const Update& u) const override {
+    if (u.values->NumElements() == u.n * u.dim) return OkStatus();
+    const int64_t row = u.n == 0 ? 0 : u.values->NumElements() / u.n;
+    return errors::InvalidArgument("The dim doesn't match expectation. ", row, " vs ", u.dim);
+  }
+
+  void Write(HashTableResource* table, const Update& u) const override {
+    const float* v = u.values->flat<float>().data();
+    for (int64_t i = 0; i < u.n; ++i) {
+      if (table->Filtered(u.id[i], 1)) continue;
+      table->table()->AssignAdd(u.id[i], v + i * u.dim, u.req_time);
+    }
   }
 };
 
@@ -402,9 +426,9 @@ void ApplyGradients(HashTableResource* table, const int64_t* id, const float* g,
   t->RaiseMaxUpdateTs(req_time);
 }
 
-class HashTableOptimizeOp : public OpKernel {
+class HashTableOptimizeOp : public TableOpKernel {
  public:
-  explicit HashTableOptimizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit HashTableOptimizeOp(OpKernelConstruction* ctx) : TableOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_multi_threads", &use_multi_threads_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("enable_dedup", &enable_dedup_));
     int queue_size;
@@ -415,9 +439,7 @@ class HashTableOptimizeOp : public OpKernel {
                 errors::InvalidArgument("queue_size must be >= 0, got ", queue_size));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     ht::EmbeddingHashTable* t = table->table();
     const Tensor& ids = ctx->input(1);
     const Tensor& grads = ctx->input(2);
@@ -444,7 +466,7 @@ class HashTableOptimizeOp : public OpKernel {
     Status status;
     auto work = [&](int64_t begin, int64_t end) {
       Status s = Guard([&] {
-        ApplyGradients(table.get(), id + begin, g + begin * dim, end - begin, lr, req_time,
+        ApplyGradients(table, id + begin, g + begin * dim, end - begin, lr, req_time,
                        global_step, enable_dedup_);
       });
       if (!s.ok()) {
@@ -538,9 +560,9 @@ Status ParallelForOnOwnThreads(int n, const std::function<Status(int)>& fn) {
   return OkStatus();
 }
 
-class HashTableSaveOp : public OpKernel {
+class HashTableSaveOp : public TableOpKernel {
  public:
-  explicit HashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit HashTableSaveOp(OpKernelConstruction* ctx) : TableOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("nshards", &nshards_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("random_sleep_ms", &random_sleep_ms_));
     std::string expire;
@@ -552,9 +574,7 @@ class HashTableSaveOp : public OpKernel {
                                         s.message(), ")"));
   }
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
     const std::string basename(ctx->input(1).flat<tstring>()(0));
     ht::EmbeddingHashTable* t = table->table();
@@ -634,13 +654,11 @@ Status ForEachRecord(const std::string& path, const std::function<Status(EntryDu
   }
 }
 
-class HashTableRestoreOp : public OpKernel {
+class HashTableRestoreOp : public TableOpKernel {
  public:
-  using OpKernel::OpKernel;
+  using TableOpKernel::TableOpKernel;
 
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
     const std::string basename(ctx->input(1).flat<tstring>()(0));
     ht::EmbeddingHashTable* t = table->table();
@@ -677,24 +695,20 @@ class HashTableRestoreOp : public OpKernel {
   }
 };
 
-class HashTableSizeOp : public OpKernel {
+class HashTableSizeOp : public TableOpKernel {
  public:
-  using OpKernel::OpKernel;
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  using TableOpKernel::TableOpKernel;
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
     out->scalar<int64_t>()() = table->table()->Size();
   }
 };
 
-class HashTableSaveAsTensorOp : public OpKernel {
+class HashTableSaveAsTensorOp : public TableOpKernel {
  public:
-  using OpKernel::OpKernel;
-  void Compute(OpKernelContext* ctx) override {
-    core::RefCountPtr<HashTableResource> table;
-    OP_REQUIRES_OK(ctx, GetTable(ctx, 0, &table));
+  using TableOpKernel::TableOpKernel;
+  void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     for (int i = 1; i <= 4; ++i) {
       OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(i), "shard_idx/num_shards/limit/offset"));
     }

@@ -55,31 +55,22 @@ REGISTER_OP("ShardingSparseFids")
     .SetDoNotOptimize()
     .SetShapeFn(ShapeV1ToV3);
 
-REGISTER_OP("ShardingSparseFidsV2")
-    .Input("pb_input: variant")
-    .Output("fid_list: N * int64")
-    .Output("fid_list_row_splits: N * int64")
-    .Output("fid_offset: uint64")
-    .Output("feature_offset: int32")
-    .Output("nfl_offset: uint32")
-    .Output("batch_size: int32")
-    .SHARDING_ATTRS
-    .Attr("N: int")
-    .SetDoNotOptimize()
-    .SetShapeFn(ShapeV1ToV3);
+// V2 and V3 share a signature and a kernel.
+#define SHARDING_ROW_SPLITS_SIGNATURE                 \
+  Input("pb_input: variant")                          \
+      .Output("fid_list: N * int64")                  \
+      .Output("fid_list_row_splits: N * int64")       \
+      .Output("fid_offset: uint64")                   \
+      .Output("feature_offset: int32")                \
+      .Output("nfl_offset: uint32")                   \
+      .Output("batch_size: int32")                    \
+      .SHARDING_ATTRS                                 \
+      .Attr("N: int")                                 \
+      .SetDoNotOptimize()                             \
+      .SetShapeFn(ShapeV1ToV3)
 
-REGISTER_OP("ShardingSparseFidsV3")
-    .Input("pb_input: variant")
-    .Output("fid_list: N * int64")
-    .Output("fid_list_row_splits: N * int64")
-    .Output("fid_offset: uint64")
-    .Output("feature_offset: int32")
-    .Output("nfl_offset: uint32")
-    .Output("batch_size: int32")
-    .SHARDING_ATTRS
-    .Attr("N: int")
-    .SetDoNotOptimize()
-    .SetShapeFn(ShapeV1ToV3);
+REGISTER_OP("ShardingSparseFidsV2").SHARDING_ROW_SPLITS_SIGNATURE;
+REGISTER_OP("ShardingSparseFidsV3").SHARDING_ROW_SPLITS_SIGNATURE;
 
 REGISTER_OP("ShardingSparseFidsV4")
     .Input("pb_input: variant")
