@@ -38,8 +38,8 @@ class SavedModel:
 @dataclass_json
 @dataclass(frozen=True)
 class SavedModelDeployConfig(JsonSerde):
-  model_base_path: str = None
-  version_policy: str = None
+  model_base_path: Optional[str] = None
+  version_policy: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,12 @@ class Container:
 @dataclass_json
 @dataclass(frozen=True)
 class ContainerServiceInfo(JsonSerde):
-  grpc: str = None
-  http: str = None
-  archon: str = None
-  agent: str = None
-  idc: str = None
-  debug_info: str = None
+  grpc: Optional[str] = None
+  http: Optional[str] = None
+  archon: Optional[str] = None
+  agent: Optional[str] = None
+  idc: Optional[str] = None
+  debug_info: Optional[str] = None
 
 
 LayoutCallback = Callable[[List[Tuple[SavedModel, SavedModelDeployConfig]]], Optional[bool]]

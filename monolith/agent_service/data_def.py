@@ -7,7 +7,7 @@ ones, so do not reorder fields.
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, List, NewType
+from typing import Dict, List, NewType, Optional
 
 from dataclasses_json import dataclass_json
 from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
@@ -28,9 +28,9 @@ EmptyStatus = StatusProto()
 @dataclass_json
 @dataclass
 class ModelMeta(JsonSerde):
-  model_name: str = None
-  model_dir: str = None
-  ckpt: str = None
+  model_name: Optional[str] = None
+  model_dir: Optional[str] = None
+  ckpt: Optional[str] = None
   num_shard: int = -1
   action: str = 'NONE'
   spec_replicas: List[int] = field(default_factory=list)
@@ -42,10 +42,10 @@ class ModelMeta(JsonSerde):
 @dataclass_json
 @dataclass
 class ResourceSpec(JsonSerde):
-  address: str = None
-  shard_id: int = None
-  replica_id: int = None
-  memory: int = None
+  address: Optional[str] = None
+  shard_id: Optional[int] = None
+  replica_id: Optional[int] = None
+  memory: Optional[int] = None
   cpu: float = -1.0
   network: float = -1.0
   work_load: float = -1.0
@@ -62,10 +62,10 @@ class PublishType(Enum):
 @dataclass_json
 @dataclass
 class PublishMeta(JsonSerde):
-  shard_id: int = None
+  shard_id: Optional[int] = None
   replica_id: int = -1
-  model_name: str = None
-  num_ps: int = None
+  model_name: Optional[str] = None
+  num_ps: Optional[int] = None
   total_publish_num: int = 1
   sub_models: Dict[SubModelName, VersionPath] = None
   ptype: PublishType = PublishType.LOAD
@@ -85,15 +85,15 @@ def _valid(address: str, invalid_prefix: str):
 @dataclass_json
 @dataclass
 class ReplicaMeta(JsonSerde):
-  address: str = None
-  address_ipv6: str = None
+  address: Optional[str] = None
+  address_ipv6: Optional[str] = None
   stat: int = ModelState.UNKNOWN
-  model_name: str = None
-  server_type: str = None
+  model_name: Optional[str] = None
+  server_type: Optional[str] = None
   task: int = -1
   replica: int = -1
-  archon_address: str = None
-  archon_address_ipv6: str = None
+  archon_address: Optional[str] = None
+  archon_address_ipv6: Optional[str] = None
 
   def get_path(self, bzid: str, sep: str = '/') -> str:
     return sep.join([
@@ -125,6 +125,6 @@ class EventType(Enum):
 @dataclass_json
 @dataclass
 class Event(JsonSerde):
-  path: str = None
+  path: Optional[str] = None
   data: bytes = b''
   etype: EventType = EventType.UNKNOWN
