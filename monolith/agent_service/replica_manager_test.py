@@ -145,6 +145,18 @@ class ReplicaMgrTest(unittest.TestCase):
     self.assertEqual(list(entry.values()), [[f'127.0.0.1:{self.conf.tfs_entry_port}']])
     if self.dc_aware:  # another data center's replicas are not ours
       self.assertEqual(watcher.get_all_replicas(TFSServerType.PS, 'hl', 'default'), {})
+    # Parameter-sync view: ps_<i> -> {address: TargetExtraInfo(idc, cluster, replica_id)}.
+    sync = watcher.to_sync_wrapper()
+    sub_graph, targets = sync.get_sync_targets(f'ps_{OWN_PS_TASKS[0]}')
+    self.assertEqual(sub_graph, f'ps_{OWN_PS_TASKS[0]}')
+    self.assertEqual(list(targets), [own])
+    self.assertEqual(targets[own].idc, 'lf' if self.dc_aware else '')
+    self.assertEqual(targets[own].cluster, 'default' if self.dc_aware else '')
+    self.assertEqual(targets[own].replica_id, self.conf.replica_id)
+    self.assertEqual({info.replica_id for info in sync.get_sync_targets('ps_0')[1].values()},
+                     {0, 1, 2})
+    with self.assertRaisesRegex(ValueError, 'ps_<i>'):
+      sync.get_sync_targets('entry_0')
     # A replica that stops being AVAILABLE is no longer handed out.
     path = f'{self.prefix}/ps:0/1'
     meta = ReplicaMeta.deserialize(self.zk.get(path)[0])

@@ -116,6 +116,44 @@ class TFSClientTest(unittest.TestCase):
     with self.assertRaisesRegex(EOFError, 'expected 8 bytes'):
       tfs_client.read_data(io.BytesIO(b'\1\2'))
 
+  def test_gen_random_file_round_trips(self):
+    """gen_random_file (data_gen_utils) output reads back through read_data."""
+    saved_slots, saved_batch = tfs_client.VALID_SLOTS, FLAGS.batch_size
+    tfs_client.VALID_SLOTS = [1, 200, 5]
+    FLAGS.batch_size = BATCH
+    try:
+      # No sort id: records get an (all-zero) lagrangex header.
+      FLAGS.has_sort_id = False
+      path = os.path.join(self.tmp, 'random_example_batch.data')
+      tfs_client.gen_random_file(path, 'example_batch')
+      FLAGS.lagrangex_header = True
+      tensor_proto = tfs_client.get_example_batch_to_instance(path, 'pb')
+      self.assertEqual(tensor_proto.tensor_shape.dim[0].size, BATCH)
+      for i, serialized in enumerate(tensor_proto.string_val):
+        inst = proto_parser_pb2.Instance.FromString(serialized)
+        features = {f.name: f for f in inst.feature}
+        for slot in (1, 200):  # always present
+          self.assertEqual([fid >> 48 for fid in features[f'fc_slot_{slot}'].fid], [slot])
+        # Slot 5 is dropped at random (drop_rate 0.5): zero or one fid, carrying its slot.
+        if 'fc_slot_5' in features:
+          self.assertLessEqual({fid >> 48 for fid in features['fc_slot_5'].fid}, {5})
+        self.assertEqual(list(inst.label), [float(i % 2)])
+        self.assertEqual(inst.line_id.uid >> 48, 1)
+        self.assertTrue(set(inst.line_id.actions) <= set(range(1, 13)))
+      # With a sort id, instances are read back by get_instance_proto.
+      FLAGS.lagrangex_header = False
+      FLAGS.has_sort_id = True
+      path = os.path.join(self.tmp, 'random_instance.data')
+      tfs_client.gen_random_file(path, 'instance')
+      tensor_proto = tfs_client.get_instance_proto(path, BATCH)
+      for serialized in tensor_proto.string_val:
+        inst = proto_parser_pb2.Instance.FromString(serialized)
+        fids = {f.name: list(f.fid) for f in inst.feature}
+        self.assertEqual([fid >> 48 for fid in fids['fc_slot_200']], [200])
+        self.assertEqual(inst.line_id.sample_rate, 1.0)
+    finally:
+      tfs_client.VALID_SLOTS, FLAGS.batch_size = saved_slots, saved_batch
+
   def test_bad_file_type(self):
     with self.assertRaisesRegex(ValueError, 'pb or pbtxt'):
       tfs_client.get_example_batch_to_instance(os.path.join(self.tmp, 'x'), 'json')

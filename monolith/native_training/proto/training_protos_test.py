@@ -8,6 +8,7 @@ from monolith.native_training.hooks.server import service_pb2
 from monolith.native_training.hooks.server import service_pb2_grpc
 from monolith.native_training.proto import ckpt_info_pb2
 from monolith.native_training.runtime.ops import logging_ops_pb2
+from monolith.native_training.runtime.parameter_sync import parameter_sync_pb2
 
 
 class TrainingProtosTest(unittest.TestCase):
@@ -47,6 +48,18 @@ class TrainingProtosTest(unittest.TestCase):
     self.assertEqual(oom.SerializeToString(), bytes.fromhex("0801" "12016d"))
     self.assertEqual(logging_ops_pb2.MachineHealthResult.DESCRIPTOR.full_name,
                      "tensorflow.monolith_tf.MachineHealthResult")
+
+  def test_parameter_sync_client_config(self):
+    info = parameter_sync_pb2.ClientConfig.TargetExtraInfo(idc="lf", cluster="c", replica_id=3)
+    self.assertEqual(parameter_sync_pb2.ClientConfig.TargetExtraInfo().replica_id, -1)
+    self.assertEqual(parameter_sync_pb2.ClientConfig().timeout_in_ms, 1000)
+    config = parameter_sync_pb2.ClientConfig(model_name="m", targets=["a:1"],
+                                             targets_extra_info=[info])
+    # model_name=1, targets=3, targets_extra_info=5 { idc=1, cluster=2, replica_id=3 }.
+    self.assertEqual(config.SerializeToString(),
+                     bytes.fromhex("0a016d" "1a03613a31" "2a09" "0a026c66" "120163" "1803"))
+    self.assertEqual(parameter_sync_pb2.ClientConfig.DESCRIPTOR.full_name,
+                     "monolith.parameter_sync.ClientConfig")
 
 
 if __name__ == "__main__":
