@@ -6,11 +6,16 @@ Workload (per the issue): 100 features over 10 tables (5 SUM tables, 5 MEAN tabl
 `unique=True`). Two layouts: `concat` (CONCAT of every feature's full embedding, [B, 100·dim]) and
 `bias` (ADDN of every feature's element 0, [B, 1]).
 
-Peer: per table one tf.gather of the occurrences' rows, tf.math.segment_sum / segment_mean per
-(feature, example), then slicing, tf.concat and tf.add_n into the same two layouts.
+Peer: per table one tf.gather of the occurrences' rows and tf.math.segment_sum / segment_mean per
+(feature, example) (suffix g), or the two in one tf.sparse.segment_sum / segment_mean (suffix s),
+then slicing, tf.concat and tf.add_n into the same two layouts. Each row reports the faster of the
+two: sparse.segment_* never materialises the gathered rows, but its gradient is a dense table
+(like the fused op's), while gather's is a cheaper IndexedSlices.
 
 For every (dim, batch) and op version 1-4, prints the minimum milliseconds over --iters runs of the forward and of
-forward+backward (gradient w.r.t. the embeddings) for both, and the ratio stock / fused.
+forward+backward (gradient w.r.t. the embeddings) for both, and the ratio stock / fused. The two are
+timed alternately, run by run, so that a busy machine slows both alike. The fused ops use TF's CPU
+worker pool whatever their parallel_flag (see fused_embedding_to_layout.cc), so none is passed.
 
   bazel run //benchmarks:fused_layout_bench -- --dims=16,64 --batch_sizes=1024,4096 --iters=10
 """
@@ -29,7 +34,6 @@ flags.DEFINE_list('batch_sizes', ['1024', '4096'], 'Batch sizes to run.')
 flags.DEFINE_list('versions', ['1', '2', '3', '4'], 'Fused op versions to run.')
 flags.DEFINE_integer('vocab', 2000, 'Distinct fids per feature.')
 flags.DEFINE_integer('iters', 10, 'Timed iterations (the minimum is reported).')
-flags.DEFINE_integer('parallel_flag', 1, 'parallel_flag of the fused forward op.')
 FLAGS = flags.FLAGS
 
 NUM_TABLES = 10
@@ -113,19 +117,25 @@ def fused_graph(batch, cfgs, version, dim):
       tf.constant(batch.nfl_offset), tf.constant([batch.batch_size], tf.int32), 'example', cfgs, 1,
       fid_list_emb_row_lenth=tf.constant([t.size for t in batch.tables], tf.int32)
       if version == 4 else None,
-      parallel_flag=FLAGS.parallel_flag, version=version)
+      version=version)
   return embs, layouts
 
 
-def stock_graph(batch, dim):
+def stock_graph(batch, dim, fused_gather):
+  """fused_gather: tf.sparse.segment_sum/mean (gather and reduce in one op, dense gradient);
+  else tf.gather then tf.math.segment_sum/mean (sparse IndexedSlices gradient)."""
   embs = [_variable(t) for t in batch.tables]
   pooled = []
   for ti in range(NUM_TABLES):
     # Segment ids k·B + example are already sorted, and every segment has >= 3 fids.
     rows = tf.constant(np.concatenate(batch.stock_rows[ti]).astype(np.int32))
     seg = tf.constant(np.concatenate(batch.stock_segments[ti]).astype(np.int32))
-    reduce = tf.math.segment_sum if ti < NUM_TABLES // 2 else tf.math.segment_mean
-    per_entry = reduce(tf.gather(embs[ti], rows), seg)
+    if fused_gather:
+      reduce = tf.sparse.segment_sum if ti < NUM_TABLES // 2 else tf.sparse.segment_mean
+      per_entry = reduce(embs[ti], rows, seg)
+    else:
+      reduce = tf.math.segment_sum if ti < NUM_TABLES // 2 else tf.math.segment_mean
+      per_entry = reduce(tf.gather(embs[ti], rows), seg)
     pooled.extend(tf.split(per_entry, FEATURES_PER_TABLE))
   # `pooled` is in (table, feature) order = sorted feature-name order.
   concat = tf.concat(pooled, axis=1)
@@ -133,15 +143,30 @@ def stock_graph(batch, dim):
   return embs, [bias, concat]  # layouts sorted by name: bias, concat
 
 
-def time_runs(sess, fetch, iters):
-  sess.run(fetch)  # warm-up
-  times = []
+def time_interleaved(runs, iters):
+  """Minimum milliseconds of each (session, fetch) in `runs`, timed round-robin: on a shared
+  machine, load that comes and goes then hits the peer and the fused op alike."""
+  for sess, fetch in runs:
+    sess.run(fetch)  # warm-up
+  times = [[] for _ in runs]
   for _ in range(iters):
-    start = time.perf_counter()
-    sess.run(fetch)
-    times.append(time.perf_counter() - start)
-  # The minimum: the least disturbed run on a shared machine.
-  return 1000 * float(np.min(times))
+    for (sess, fetch), t in zip(runs, times):
+      start = time.perf_counter()
+      sess.run(fetch)
+      t.append(time.perf_counter() - start)
+  # The minimum: the least disturbed run.
+  return [1000 * float(np.min(t)) for t in times]
+
+
+def stock_session(batch, dim, fused_gather):
+  graph = tf.Graph()
+  with graph.as_default():
+    embs, layouts = stock_graph(batch, dim, fused_gather)
+    grads = tf.gradients(layouts, embs)
+    init = tf.compat.v1.global_variables_initializer()
+  sess = tf.compat.v1.Session(graph=graph)
+  sess.run(init)
+  return sess, layouts, grads
 
 
 def main(_):
@@ -154,27 +179,30 @@ def main(_):
     cfgs = make_config(dim)
     for batch_size in map(int, FLAGS.batch_sizes):
       batch = Batch(rng, batch_size, dim, FLAGS.vocab)
-      with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        s_embs, s_layouts = stock_graph(batch, dim)
-        s_grads = tf.gradients(s_layouts, s_embs)
-        sess.run(tf.compat.v1.global_variables_initializer())
-        stock_fwd = time_runs(sess, s_layouts, FLAGS.iters)
-        stock_fb = time_runs(sess, s_grads, FLAGS.iters)
-        reference = sess.run(s_layouts)
+      stocks = [stock_session(batch, dim, fused_gather) for fused_gather in (False, True)]
+      references = [sess.run(layouts) for sess, layouts, _ in stocks]
       for version in map(int, FLAGS.versions):
-        with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        fused = tf.Graph()
+        with fused.as_default():
           f_embs, f_layouts = fused_graph(batch, cfgs, version, dim)
           f_grads = tf.gradients(f_layouts, f_embs)
-          sess.run(tf.compat.v1.global_variables_initializer())
-          got = sess.run(f_layouts)
-          for want, have in zip(reference, got):  # same computation, checked before timing
-            np.testing.assert_allclose(want, have, rtol=1e-4, atol=1e-4)
-          fused_fwd = time_runs(sess, f_layouts, FLAGS.iters)
-          fused_fb = time_runs(sess, f_grads, FLAGS.iters)
-        print('%-5d %-6d v%-2d | %12.2f %12.2f %6.2fx | %12.2f %12.2f %6.2fx' %
-              (dim, batch_size, version, fused_fwd, stock_fwd, stock_fwd / fused_fwd, fused_fb,
-               stock_fb, stock_fb / fused_fb),
+          f_init = tf.compat.v1.global_variables_initializer()
+        with tf.compat.v1.Session(graph=fused) as f_sess:
+          f_sess.run(f_init)
+          got = f_sess.run(f_layouts)
+          for reference in references:  # same computation, checked before timing
+            for want, have in zip(reference, got):
+              np.testing.assert_allclose(want, have, rtol=1e-4, atol=1e-4)
+          # The peer is the faster stock composition (g: gather + segment_*, s: sparse.segment_*).
+          fwd = time_interleaved([(f_sess, f_layouts)] + [(s, l) for s, l, _ in stocks], FLAGS.iters)
+          fb = time_interleaved([(f_sess, f_grads)] + [(s, g) for s, _, g in stocks], FLAGS.iters)
+        stock_fwd, stock_fb = min(fwd[1:]), min(fb[1:])
+        print('%-5d %-6d v%-2d | %12.2f %11.2f%s %6.2fx | %12.2f %11.2f%s %6.2fx' %
+              (dim, batch_size, version, fwd[0], stock_fwd, 'gs'[fwd.index(stock_fwd) - 1],
+               stock_fwd / fwd[0], fb[0], stock_fb, 'gs'[fb.index(stock_fb) - 1], stock_fb / fb[0]),
               flush=True)
+      for sess, _, _ in stocks:
+        sess.close()
 
 
 if __name__ == '__main__':

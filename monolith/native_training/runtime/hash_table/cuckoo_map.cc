@@ -17,26 +17,7 @@ constexpr int kMaxCuckooPathLength = 5;
 constexpr int kMaxBfsNodes = 2 * ((1 << (2 * kMaxCuckooPathLength)) - 1) / 3;
 constexpr double kMinLoadFactorToGrow = 0.05;
 
-uint8_t Partial(uint64_t hash) {
-  uint32_t h32 = static_cast<uint32_t>(hash) ^ static_cast<uint32_t>(hash >> 32);
-  uint16_t h16 = static_cast<uint16_t>(h32) ^ static_cast<uint16_t>(h32 >> 16);
-  return static_cast<uint8_t>(h16) ^ static_cast<uint8_t>(h16 >> 8);
-}
-
 }  // namespace
-
-uint64_t CuckooMap::Hash(int64_t key) {
-  // splitmix64 finalizer: well mixed in every bit, and never persisted.
-  uint64_t x = static_cast<uint64_t>(key);
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-uint64_t CuckooMap::Alt(uint64_t bucket, uint64_t hash, uint64_t mask) {
-  const uint64_t tag = static_cast<uint64_t>(Partial(hash)) + 1;
-  return (bucket ^ (tag * 0xc6a4a7935bd1e995ULL)) & mask;
-}
 
 CuckooMap::Bucket* CuckooMap::MapBuckets(uint64_t count) {
   void* p = mmap(nullptr, count * sizeof(Bucket), PROT_READ | PROT_WRITE,
@@ -82,8 +63,8 @@ bool CuckooMap::LockStripes(uint32_t hashpower, uint64_t b1, uint64_t b2, Locked
     locks->stripes[s1].Unlock();
     return false;
   }
-  if (!locks->stripes[s1].migrated) MigrateStripe(locks, s1);
-  if (!locks->stripes[s2].migrated) MigrateStripe(locks, s2);
+  if (!locks->migrated[s1]) MigrateStripe(locks, s1);
+  if (!locks->migrated[s2]) MigrateStripe(locks, s2);
   *out = Locked{locks, s1, s2, b1, b2, hashpower};
   return true;
 }
@@ -125,7 +106,7 @@ uint32_t CuckooMap::Erase(int64_t key) {
       if (buckets[b].keys[s] == key && v.handle != 0) {
         handle = v.handle;
         v.handle = 0;
-        l.locks->stripes[b & (l.locks->size - 1)].count.fetch_sub(1, std::memory_order_relaxed);
+        l.locks->count[b & (l.locks->size - 1)].fetch_sub(1, std::memory_order_relaxed);
       }
     }
   }
@@ -151,7 +132,7 @@ void CuckooMap::MigrateStripe(LockArray* locks, size_t stripe) {
       nb[target].values[k] = ob.values[k];
     }
   }
-  locks->stripes[stripe].migrated.store(true, std::memory_order_release);
+  locks->migrated[stripe].store(true, std::memory_order_release);
   if (unmigrated_stripes_.fetch_sub(1) == 1) {
     Retire(old_buckets_, old_count);  // every stripe is done with the old array
     old_buckets_ = nullptr;
@@ -160,7 +141,7 @@ void CuckooMap::MigrateStripe(LockArray* locks, size_t stripe) {
 
 void CuckooMap::FinishMigration(LockArray* locks) {
   for (size_t s = 0; s < locks->size && unmigrated_stripes_.load() > 0; ++s) {
-    if (!locks->stripes[s].migrated) MigrateStripe(locks, s);
+    if (!locks->migrated[s]) MigrateStripe(locks, s);
   }
 }
 
@@ -236,8 +217,8 @@ CuckooMap::CuckooResult CuckooMap::Cuckoo(uint32_t hashpower, uint64_t i1, uint6
         const size_t sf = parent.bucket & (l.locks->size - 1);
         const size_t st = child.bucket & (l.locks->size - 1);
         if (sf != st) {
-          l.locks->stripes[sf].count.fetch_sub(1, std::memory_order_relaxed);
-          l.locks->stripes[st].count.fetch_add(1, std::memory_order_relaxed);
+          l.locks->count[sf].fetch_sub(1, std::memory_order_relaxed);
+          l.locks->count[st].fetch_add(1, std::memory_order_relaxed);
         }
         moved = true;
         break;
@@ -256,7 +237,7 @@ void CuckooMap::Grow(uint32_t hashpower) {
   AllLocked all(this);
   LockArray* locks = all_locks_.back().get();
   int64_t size = 0;
-  for (size_t s = 0; s < locks->size; ++s) size += locks->stripes[s].count.load();
+  for (size_t s = 0; s < locks->size; ++s) size += locks->count[s].load();
   const uint64_t old_count = uint64_t{1} << hashpower;
   if (size < kMinLoadFactorToGrow * kSlotsPerBucket * old_count) {
     throw std::runtime_error("Automatic expansion triggered when load factor is too low: " +
@@ -269,9 +250,9 @@ void CuckooMap::Grow(uint32_t hashpower) {
   Bucket* nb = MapBuckets(2 * old_count);
   resize_seq_.fetch_add(1);
   if (old_count >= kMaxLocks) {
-    // Same 65536 stripes; each migrates lazily when first locked.
+    // Same kMaxLocks stripes; each migrates lazily when first locked.
     old_buckets_ = old_buckets;
-    for (size_t s = 0; s < locks->size; ++s) locks->stripes[s].migrated.store(false);
+    for (size_t s = 0; s < locks->size; ++s) locks->migrated[s].store(false);
     unmigrated_stripes_.store(locks->size);
     buckets_.store(nb, std::memory_order_release);
     hashpower_.store(hashpower + 1, std::memory_order_release);
@@ -294,7 +275,7 @@ void CuckooMap::Grow(uint32_t hashpower) {
   for (uint64_t b = 0; b < 2 * old_count; ++b) {
     for (int k = 0; k < kSlotsPerBucket; ++k) {
       if (nb[b].values[k].handle != 0) {
-        new_locks->stripes[b & (new_locks->size - 1)].count.fetch_add(1, std::memory_order_relaxed);
+        new_locks->count[b & (new_locks->size - 1)].fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
@@ -311,21 +292,23 @@ void CuckooMap::ClearLocked() {
   LockArray* locks = locks_.load();
   // Zero-fill by the kernel on next touch; releases the memory meanwhile.
   madvise(buckets_.load(), BucketCount() * sizeof(Bucket), MADV_DONTNEED);
-  for (size_t s = 0; s < locks->size; ++s) locks->stripes[s].count.store(0);
+  for (size_t s = 0; s < locks->size; ++s) locks->count[s].store(0);
 }
 
 int64_t CuckooMap::Size() const {
   LockArray* locks = locks_.load(std::memory_order_acquire);
   int64_t size = 0;
   for (size_t s = 0; s < locks->size; ++s) {
-    size += locks->stripes[s].count.load(std::memory_order_relaxed);
+    size += locks->count[s].load(std::memory_order_relaxed);
   }
   return size;
 }
 
 int64_t CuckooMap::MemoryBytes() const {
   return static_cast<int64_t>(BucketCount() * sizeof(Bucket) +
-                              locks_.load()->size * sizeof(Stripe));
+                              locks_.load()->size *
+                                  (sizeof(Stripe) + sizeof(std::atomic<int64_t>) +
+                                   sizeof(std::atomic<bool>)));
 }
 
 }  // namespace hash_table

@@ -1,7 +1,7 @@
 // Concurrent bucketized cuckoo map from int64 key to an 8-byte slot value {entry handle, uint32
 // timestamp} (native_ops.md §1.4). 2^hashpower buckets of 4 slots (one 64-byte cache line each);
-// lock striping with min(buckets, 65536) spinlocks; BFS cuckoo displacement (path length <= 5);
-// doubling under all locks, after which large tables migrate lazily stripe by stripe, so a
+// lock striping with min(buckets, 4096) 8-byte seqlocks; BFS cuckoo displacement (path length
+// <= 5); doubling under all locks, after which large tables migrate lazily stripe by stripe, so a
 // doubling never makes readers wait for a full rehash.
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CUCKOO_MAP_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_HASH_TABLE_CUCKOO_MAP_H_
@@ -16,12 +16,24 @@
 namespace monolith {
 namespace hash_table {
 
+// GCC counts __builtin_prefetch as free of side effects, so it deletes calls to functions that
+// only prefetch; the empty volatile asm keeps them.
+template <int kForWrite = 0>
+inline void PrefetchLine(const void* p) {
+  __builtin_prefetch(p, kForWrite);
+  asm volatile("" : : "r"(p));
+}
+
 class CuckooMap {
   struct LockArray;
 
  public:
   static constexpr int kSlotsPerBucket = 4;
-  static constexpr size_t kMaxLocks = 65536;
+  // Few enough that the stripe array (8 bytes each) stays cached for lock-free readers (upstream
+  // has 65536 cache-line spinlocks; the count is not observable, only what a reader pays).
+  static constexpr size_t kMaxLocks = 4096;
+  // Keys between the stages of the batch pipelines: enough to cover a memory latency.
+  static constexpr int64_t kBatchAhead = 8;
 
   // A slot's value. `handle` 0 marks an empty slot, so live handles are never 0.
   struct Value {
@@ -43,38 +55,48 @@ class CuckooMap {
   ReadResult TryOptimisticFind(int64_t key, Fn&& read) const {
     const uint64_t seq = resize_seq_.load(std::memory_order_acquire);
     if (seq & 1) return ReadResult::kRetry;
-    const uint64_t h = Hash(key);
-    const uint64_t mask = (uint64_t{1} << hashpower_.load(std::memory_order_acquire)) - 1;
-    const Bucket* buckets = buckets_.load(std::memory_order_acquire);
-    const LockArray* locks = locks_.load(std::memory_order_acquire);
-    const uint64_t i1 = h & mask, i2 = Alt(i1, h, mask);
-    const Stripe& s1 = locks->stripes[i1 & (locks->size - 1)];
-    const Stripe& s2 = locks->stripes[i2 & (locks->size - 1)];
-    const uint64_t v1 = s1.version.load(std::memory_order_acquire);
-    const uint64_t v2 = s2.version.load(std::memory_order_acquire);
-    if (((v1 | v2) & 1) || !s1.migrated.load(std::memory_order_acquire) ||
-        !s2.migrated.load(std::memory_order_acquire)) {
-      return ReadResult::kRetry;
-    }
-    ReadResult result = ReadResult::kAbsent;
-    for (uint64_t b : {i1, i2}) {
-      for (int k = 0; k < kSlotsPerBucket && result == ReadResult::kAbsent; ++k) {
-        if (__atomic_load_n(&buckets[b].keys[k], __ATOMIC_RELAXED) != key) continue;
-        Value v;
-        v.handle = __atomic_load_n(&buckets[b].values[k].handle, __ATOMIC_RELAXED);
-        v.timestamp = __atomic_load_n(&buckets[b].values[k].timestamp, __ATOMIC_RELAXED);
-        if (v.handle == 0) continue;
-        read(v);
-        result = ReadResult::kFound;
+    const Snapshot snap = TakeSnapshot();
+    Probe p;
+    StartProbe(snap, key, &p);
+    ReadFirstBucket(snap, key, &p);
+    ReadSecondBucket(snap, key, &p);
+    if (p.state == Probe::kUnreadable) return ReadResult::kRetry;
+    if (p.state == Probe::kFound) read(p.value);
+    if (!ValidProbe(snap, p, seq)) return ReadResult::kRetry;
+    return p.state == Probe::kFound ? ReadResult::kFound : ReadResult::kAbsent;
+  }
+
+  // Lock-free batch read, pipelined so that the cache misses of different keys overlap (see
+  // Pipeline): read(i, value or null when absent) runs once key i's entry was prefetched through
+  // prefetch(value). When a writer or resize interfered with key i, whatever read(i, ...) wrote
+  // may be torn and locked_read(i) runs instead (it must overwrite it, and return whether the key
+  // exists). Returns the number of keys found.
+  template <typename PrefetchFn, typename ReadFn, typename LockedReadFn>
+  int64_t BatchOptimisticFind(const int64_t* keys, int64_t n, PrefetchFn&& prefetch, ReadFn&& read,
+                              LockedReadFn&& locked_read) const {
+    int64_t found = 0;
+    int64_t i = 0;
+    while (i < n) {
+      const uint64_t seq = resize_seq_.load(std::memory_order_acquire);
+      if (seq & 1) {  // resize in progress: the locked path waits for it
+        found += locked_read(i++);
+        continue;
       }
+      const Snapshot snap = TakeSnapshot();
+      i = Pipeline</*kForLookup=*/true>(keys, i, n, snap, prefetch, [&](int64_t j, const Probe& p) {
+        if (p.state != Probe::kUnreadable) {
+          read(j, p.state == Probe::kFound ? &p.value : nullptr);
+          if (ValidProbe(snap, p, seq)) {
+            found += p.state == Probe::kFound;
+            return true;
+          }
+        }
+        found += locked_read(j);
+        // After a resize the snapshot is stale: restart the pipeline with a fresh one.
+        return resize_seq_.load(std::memory_order_relaxed) == seq;
+      });
     }
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (s1.version.load(std::memory_order_relaxed) != v1 ||
-        s2.version.load(std::memory_order_relaxed) != v2 ||
-        resize_seq_.load(std::memory_order_relaxed) != seq) {
-      return ReadResult::kRetry;
-    }
-    return result;
+    return found;
   }
 
   // Runs fn(value) with the key's buckets locked; false when absent.
@@ -109,18 +131,21 @@ class CuckooMap {
     }
   }
 
-  // Prefetches the key's candidate buckets and lock stripes (takes no lock; harmless if the table
-  // is resized meanwhile). Batch callers issue it a few keys ahead to overlap cache misses.
-  void Prefetch(int64_t key) const {
-    const uint64_t h = Hash(key);
-    const uint64_t mask = (uint64_t{1} << hashpower_.load(std::memory_order_relaxed)) - 1;
-    const uint64_t i1 = h & mask, i2 = Alt(i1, h, mask);
-    const Bucket* buckets = buckets_.load(std::memory_order_relaxed);
-    const LockArray* locks = locks_.load(std::memory_order_relaxed);
-    __builtin_prefetch(&buckets[i1]);
-    __builtin_prefetch(&buckets[i2]);
-    __builtin_prefetch(&locks->stripes[i1 & (locks->size - 1)], 1);
-    __builtin_prefetch(&locks->stripes[i2 & (locks->size - 1)], 1);
+  // Runs fn(i) for i in [0, n) in order, each after a lock-free, best-effort prefetch (see
+  // Pipeline) of what the write to keys[i] will touch: its buckets, lock stripes and entry (via
+  // prefetch(value)). Stale reads only prefetch wrong (still mapped) addresses; fn takes the locks.
+  template <typename PrefetchFn, typename Fn>
+  void PrefetchedForEach(const int64_t* keys, int64_t n, PrefetchFn&& prefetch, Fn&& fn) const {
+    int64_t i = 0;
+    while (i < n) {
+      const uint64_t seq = resize_seq_.load(std::memory_order_acquire);
+      const Snapshot snap = TakeSnapshot();
+      i = Pipeline</*kForLookup=*/false>(keys, i, n, snap, prefetch, [&](int64_t j, const Probe&) {
+        fn(j);
+        // fn may have grown the table: prefetch from the new buckets from now on.
+        return resize_seq_.load(std::memory_order_relaxed) == seq;
+      });
+    }
   }
 
   // Removes the key; returns its handle or 0 when absent.
@@ -179,29 +204,169 @@ class CuckooMap {
 
   // A spinlock that is also a seqlock: `version` is odd while the stripe is locked, so lock-free
   // readers detect any concurrent writer of the stripe's buckets or entries.
-  struct alignas(64) Stripe {
-    std::atomic<bool> locked{false};
+  struct Stripe {
     std::atomic<uint64_t> version{0};
-    std::atomic<int64_t> count{0};  // written under the lock, read lock-free by Size()
-    std::atomic<bool> migrated{true};
     void Lock() {
-      while (locked.exchange(true, std::memory_order_acquire)) {
-        while (locked.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+      uint64_t v = version.load(std::memory_order_relaxed);
+      while ((v & 1) ||
+             !version.compare_exchange_weak(v, v + 1, std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+        __builtin_ia32_pause();
+        v = version.load(std::memory_order_relaxed);
       }
-      version.store(version.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      // Orders the odd version before the writes it guards (the seqlock writer's fence).
       std::atomic_thread_fence(std::memory_order_release);
     }
+    // Only the holder changes an odd version: a plain store, no atomic read-modify-write.
     void Unlock() {
       version.store(version.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-      locked.store(false, std::memory_order_release);
     }
   };
+  static_assert(sizeof(Stripe) == 8, "readers touch two stripes per key: keep them dense");
 
+  // Per-stripe data besides the lock lives in separate arrays so that the stripes stay dense.
   struct LockArray {
-    explicit LockArray(size_t n) : size(n), stripes(new Stripe[n]) {}
+    explicit LockArray(size_t n)
+        : size(n),
+          stripes(new Stripe[n]),
+          count(new std::atomic<int64_t>[n]),
+          migrated(new std::atomic<bool>[n]) {
+      for (size_t s = 0; s < n; ++s) {
+        count[s].store(0, std::memory_order_relaxed);
+        migrated[s].store(true, std::memory_order_relaxed);
+      }
+    }
     size_t size;
     std::unique_ptr<Stripe[]> stripes;
+    std::unique_ptr<std::atomic<int64_t>[]> count;  // written under the lock, read by Size()
+    std::unique_ptr<std::atomic<bool>[]> migrated;
   };
+
+  // What a lock-free read uses of the table, loaded once per key or batch.
+  struct Snapshot {
+    uint64_t mask;
+    const Bucket* buckets;
+    const LockArray* locks;
+    bool check_migrated;  // some stripe still waits for its lazy migration
+  };
+  // One key's lock-free read in progress.
+  struct Probe {
+    enum State : uint8_t { kStarted, kInSecond, kFound, kAbsent, kUnreadable };
+    uint64_t b1, b2;  // candidate buckets
+    uint64_t v1, v2;  // their stripes' versions before reading
+    Value value;
+    State state;
+  };
+
+  Snapshot TakeSnapshot() const {
+    Snapshot snap;
+    snap.mask = (uint64_t{1} << hashpower_.load(std::memory_order_acquire)) - 1;
+    snap.buckets = buckets_.load(std::memory_order_acquire);
+    snap.locks = locks_.load(std::memory_order_acquire);
+    snap.check_migrated = unmigrated_stripes_.load(std::memory_order_acquire) != 0;
+    return snap;
+  }
+  // (The probe steps are forced inline: out of line they are PLT calls from the ops library.)
+  __attribute__((always_inline)) static void StartProbe(const Snapshot& snap, int64_t key,
+                                                        Probe* p) {
+    const uint64_t h = Hash(key);
+    p->b1 = h & snap.mask;
+    p->b2 = Alt(p->b1, h, snap.mask);
+    p->state = Probe::kStarted;
+  }
+  // Looks for the key's slot in `bucket`; true (with p->value) when found.
+  __attribute__((always_inline)) static bool ReadSlot(const Bucket& bucket, int64_t key,
+                                                      Probe* p) {
+    for (int k = 0; k < kSlotsPerBucket; ++k) {
+      if (__atomic_load_n(&bucket.keys[k], __ATOMIC_RELAXED) != key) continue;
+      p->value.handle = __atomic_load_n(&bucket.values[k].handle, __ATOMIC_RELAXED);
+      p->value.timestamp = __atomic_load_n(&bucket.values[k].timestamp, __ATOMIC_RELAXED);
+      if (p->value.handle != 0) return true;
+    }
+    return false;
+  }
+  // Records both stripe versions (kUnreadable when a stripe is locked or not migrated yet), then
+  // reads the first bucket: kFound, or kInSecond when the key can only be in the second.
+  __attribute__((always_inline)) static void ReadFirstBucket(const Snapshot& snap, int64_t key,
+                                                             Probe* p) {
+    const uint64_t lock_mask = snap.locks->size - 1;
+    const size_t s1 = p->b1 & lock_mask, s2 = p->b2 & lock_mask;
+    p->v1 = snap.locks->stripes[s1].version.load(std::memory_order_acquire);
+    p->v2 = snap.locks->stripes[s2].version.load(std::memory_order_acquire);
+    if (((p->v1 | p->v2) & 1) ||
+        (snap.check_migrated && !(snap.locks->migrated[s1].load(std::memory_order_acquire) &&
+                                  snap.locks->migrated[s2].load(std::memory_order_acquire)))) {
+      p->state = Probe::kUnreadable;
+      return;
+    }
+    p->state = ReadSlot(snap.buckets[p->b1], key, p) ? Probe::kFound : Probe::kInSecond;
+  }
+  // Finishes a kInSecond probe: kFound or kAbsent. Leaves other states alone.
+  __attribute__((always_inline)) static void ReadSecondBucket(const Snapshot& snap, int64_t key,
+                                                              Probe* p) {
+    if (p->state != Probe::kInSecond) return;
+    p->state = ReadSlot(snap.buckets[p->b2], key, p) ? Probe::kFound : Probe::kAbsent;
+  }
+  // True when no writer touched the probe's stripes and no resize or clear ran since `seq` was
+  // read, i.e. everything read since ReadFirstBucket is consistent.
+  bool ValidProbe(const Snapshot& snap, const Probe& p, uint64_t seq) const {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    const uint64_t lock_mask = snap.locks->size - 1;
+    return snap.locks->stripes[p.b1 & lock_mask].version.load(std::memory_order_relaxed) == p.v1 &&
+           snap.locks->stripes[p.b2 & lock_mask].version.load(std::memory_order_relaxed) == p.v2 &&
+           resize_seq_.load(std::memory_order_relaxed) == seq;
+  }
+
+  // Runs finish(i, probe of key i) for i in [begin, n) in order until it returns false (stale
+  // snapshot); returns the next i. Key i's first bucket and both stripes are prefetched at step
+  // i - 2 * kBatchAhead (for writing unless kForLookup: writers lock them); its first bucket is
+  // read at step i - kBatchAhead (with the stripe versions if kForLookup), which prefetches the
+  // entry through prefetch(value) or else the second bucket, read at step i - kBatchAhead / 2
+  // (then prefetching the entry). Only keys not in their first bucket cost a second bucket fetch.
+  template <bool kForLookup, typename PrefetchFn, typename FinishFn>
+  int64_t Pipeline(const int64_t* keys, int64_t begin, int64_t n, const Snapshot& snap,
+                   PrefetchFn& prefetch, FinishFn&& finish) const {
+    constexpr int64_t kRing = 64;  // a power of two (the index is masked) > 2 * kBatchAhead
+    static_assert(2 * kBatchAhead < kRing, "the ring holds the keys in flight");
+    Probe ring[kRing];
+    const uint64_t lock_mask = snap.locks->size - 1;
+    auto advance = [&](int64_t step) {
+      const int64_t s = step + 2 * kBatchAhead, f = step + kBatchAhead, t = step + kBatchAhead / 2;
+      if (s >= begin && s < n) {
+        Probe& p = ring[s & (kRing - 1)];
+        StartProbe(snap, keys[s], &p);
+        PrefetchLine(&snap.buckets[p.b1]);
+        PrefetchLine<!kForLookup>(&snap.locks->stripes[p.b1 & lock_mask]);
+        PrefetchLine<!kForLookup>(&snap.locks->stripes[p.b2 & lock_mask]);
+      }
+      if (f >= begin && f < n) {
+        Probe& p = ring[f & (kRing - 1)];
+        if (kForLookup) {
+          ReadFirstBucket(snap, keys[f], &p);
+        } else {
+          p.state = ReadSlot(snap.buckets[p.b1], keys[f], &p) ? Probe::kFound : Probe::kInSecond;
+        }
+        if (p.state == Probe::kFound) {
+          prefetch(p.value);
+        } else if (p.state == Probe::kInSecond) {
+          PrefetchLine(&snap.buckets[p.b2]);
+        }
+      }
+      if (t >= begin && t < n) {
+        Probe& p = ring[t & (kRing - 1)];
+        if (p.state == Probe::kInSecond) {
+          ReadSecondBucket(snap, keys[t], &p);
+          if (p.state == Probe::kFound) prefetch(p.value);
+        }
+      }
+    };
+    for (int64_t step = begin - 2 * kBatchAhead; step < begin; ++step) advance(step);
+    for (int64_t i = begin; i < n; ++i) {
+      advance(i);
+      if (!finish(i, ring[i & (kRing - 1)])) return i + 1;
+    }
+    return n;
+  }
 
   // The two candidate buckets of a key with their stripes locked.
   struct Locked {
@@ -223,8 +388,21 @@ class CuckooMap {
     }
   };
 
-  static uint64_t Hash(int64_t key);
-  static uint64_t Alt(uint64_t bucket, uint64_t hash, uint64_t mask);
+  // splitmix64 finalizer: well mixed in every bit, and never persisted.
+  static uint64_t Hash(int64_t key) {
+    uint64_t x = static_cast<uint64_t>(key);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  }
+  // The other candidate bucket: `bucket` xor a multiple of an 8-bit tag of the hash.
+  static uint64_t Alt(uint64_t bucket, uint64_t hash, uint64_t mask) {
+    uint32_t h32 = static_cast<uint32_t>(hash) ^ static_cast<uint32_t>(hash >> 32);
+    uint16_t h16 = static_cast<uint16_t>(h32) ^ static_cast<uint16_t>(h32 >> 16);
+    const uint64_t tag = static_cast<uint64_t>(static_cast<uint8_t>(h16) ^
+                                               static_cast<uint8_t>(h16 >> 8)) + 1;
+    return (bucket ^ (tag * 0xc6a4a7935bd1e995ULL)) & mask;
+  }
 
   Locked LockKey(int64_t key);
   void Unlock(const Locked& l);
@@ -243,7 +421,7 @@ class CuckooMap {
         uint32_t handle = new_handle();
         bucket.keys[s] = key;
         bucket.values[s] = Value{handle, 0};
-        l.locks->stripes[b % l.locks->size].count.fetch_add(1, std::memory_order_relaxed);
+        l.locks->count[b & (l.locks->size - 1)].fetch_add(1, std::memory_order_relaxed);
         return &bucket.values[s];
       }
     }
@@ -292,7 +470,7 @@ int64_t CuckooMap::EraseIf(Pred&& pred) {
       s = static_cast<size_t>(-1);
       continue;
     }
-    if (!stripe.migrated) MigrateStripe(locks, s);
+    if (!locks->migrated[s]) MigrateStripe(locks, s);
     Bucket* buckets = buckets_.load(std::memory_order_relaxed);
     const uint64_t n = BucketCount();
     for (uint64_t b = s; b < n; b += locks->size) {
@@ -300,7 +478,7 @@ int64_t CuckooMap::EraseIf(Pred&& pred) {
         Value& v = buckets[b].values[k];
         if (v.handle != 0 && pred(buckets[b].keys[k], v)) {
           v.handle = 0;
-          stripe.count.fetch_sub(1, std::memory_order_relaxed);
+          locks->count[s].fetch_sub(1, std::memory_order_relaxed);
           ++erased;
         }
       }

@@ -43,7 +43,7 @@ void TestBasic() {
   MONOLITH_EXPECT(CuckooMap(1000).BucketCount() == 256);
 }
 
-// Growth from one bucket past the 65536-bucket boundary, where doubling switches to lazy
+// Growth from one bucket past the kMaxLocks-bucket boundary, where doubling switches to lazy
 // per-stripe migration; every key must stay findable with its value.
 void TestGrowthSingleThread() {
   CuckooMap m(1);

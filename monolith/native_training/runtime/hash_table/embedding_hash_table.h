@@ -98,8 +98,8 @@ class EmbeddingHashTable {
 
  private:
   uint32_t NewEntry();
-  // Prefetches what ids[i + k] will need (see kBucketPrefetch in the .cc).
-  void PrefetchAhead(const int64_t* ids, int64_t n, int64_t i) const;
+  // Batch writes prefetch the entry they will update (the optimizer state too).
+  void PrefetchEntryForWrite(const CuckooMap::Value& v) const;
   void StartEvictionThread();
 
   TableConfig config_;
@@ -108,6 +108,8 @@ class EmbeddingHashTable {
   EntryArena arena_;
   CuckooMap map_;
   const int64_t prefetch_bytes_;
+  // Lookups read only the embedding: the first 4 * dim bytes of a training entry.
+  const int64_t lookup_prefetch_bytes_;
   std::atomic<int64_t> max_update_ts_sec_{0};
 
   std::thread eviction_thread_;

@@ -158,6 +158,75 @@ void TestOptimisticLookupsNeverTorn() {
   MONOLITH_EXPECT(torn.load() == 0);
 }
 
+// Batch lookups of ids that stay in the table find every one of them with its row (and count
+// them) while a writer updates those ids and inserts others, growing the table through lazy
+// migration: validation failures and resizes mid-batch must fall back, never report absent.
+void TestBatchLookupFindsStableIdsDuringGrowth() {
+  const int dim = 4;
+  EmbeddingHashTable t(OneSegmentConfig(dim, Opt(OptimizerConfig::kSgd)));
+  const int64_t kStable = 5000;
+  std::vector<int64_t> stable(kStable);
+  std::vector<float> rows(kStable * dim);
+  for (int64_t i = 0; i < kStable; ++i) {
+    stable[i] = i * 1000003;
+    std::fill_n(rows.begin() + i * dim, dim, static_cast<float>(i + 1));
+  }
+  t.Assign(stable.data(), kStable, rows.data(), 0);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    std::vector<float> row(dim, -1.0f);
+    for (int64_t i = 0; i < 400000; ++i) {
+      const int64_t fresh = -1 - i;  // never one of the stable ids
+      t.Assign(&fresh, 1, row.data(), 0);
+      const int64_t k = i % kStable;
+      t.Assign(&stable[k], 1, rows.data() + k * dim, 0);  // same row: readers see it unchanged
+    }
+    stop.store(true);
+  });
+  std::vector<float> out(kStable * dim);
+  int64_t batches = 0, missed = 0, wrong = 0;
+  while (!stop.load()) {
+    missed += kStable - t.BatchLookup(stable.data(), kStable, out.data());
+    for (int64_t i = 0; i < kStable * dim; ++i) wrong += out[i] != rows[i];
+    ++batches;
+  }
+  writer.join();
+  MONOLITH_EXPECT(batches > 0);
+  MONOLITH_EXPECT(t.Size() == kStable + 400000);
+  MONOLITH_EXPECT(missed == 0);
+  MONOLITH_EXPECT(wrong == 0);
+}
+
+// Outputs of 8 MiB and more take the streaming-store copy: rows and zero rows must still be
+// exact, also for a retriever that transforms the stored floats (which must not stream).
+void TestBatchLookupLargeOutput() {
+  const int dim = 64;
+  const int64_t n = 40000;  // n * dim floats: ~10 MiB
+  for (bool fake_quant : {false, true}) {
+    TableConfig config = OneSegmentConfig(dim, Opt(OptimizerConfig::kSgd));
+    if (fake_quant) {
+      config.entry_config.segments[0].has_comp = true;
+      config.entry_config.segments[0].comp.type = CompressorConfig::kFixedR8;
+      config.entry_config.segments[0].comp.r = 1.0f;
+    }
+    EmbeddingHashTable t(config);
+    std::vector<int64_t> ids(n);
+    std::vector<float> rows(n * dim);
+    for (int64_t i = 0; i < n; ++i) {
+      ids[i] = i * 31 + 7;
+      // Off the 1/128 quantization grid, so that fake quantization changes every value.
+      for (int e = 0; e < dim; ++e) rows[i * dim + e] = ((i + e) % 64) / 128.0f + 0.001f;
+    }
+    t.Assign(ids.data(), n / 2, rows.data(), 0);  // the second half stays absent
+    std::vector<float> expected(n * dim, 0.0f), out(n * dim, -1.0f);
+    for (int64_t i = 0; i < n / 2; ++i) t.Lookup(ids[i], expected.data() + i * dim);
+    MONOLITH_EXPECT(t.BatchLookup(ids.data(), n, out.data()) == n / 2);
+    MONOLITH_EXPECT(out == expected);
+    MONOLITH_EXPECT(std::equal(rows.begin(), rows.begin() + n / 2 * dim, out.begin()) ==
+                    !fake_quant);
+  }
+}
+
 std::vector<EntryDump> SaveAll(EmbeddingHashTable& t, int total) {
   std::vector<EntryDump> out;
   auto lock = t.LockAll();
@@ -440,6 +509,8 @@ int main() {
       {"MultiThread", TestMultiThread},
       {"ConcurrentUpdatesMatchSequentialModel", TestConcurrentUpdatesMatchSequentialModel},
       {"OptimisticLookupsNeverTorn", TestOptimisticLookupsNeverTorn},
+      {"BatchLookupFindsStableIdsDuringGrowth", TestBatchLookupFindsStableIdsDuringGrowth},
+      {"BatchLookupLargeOutput", TestBatchLookupLargeOutput},
       {"SaveRestore", TestSaveRestore},
       {"SaveWithOffsetAndStopEarly", TestSaveWithOffsetAndStopEarly},
       {"SaveRestoreMultithreaded", TestSaveRestoreMultithreaded},

@@ -212,6 +212,9 @@ EntryAccessor::EntryAccessor(const EntryConfig& config) {
   size_bytes_ = 4LL * dim_ + opt_bytes;
   uncompressed_size_bytes_ = size_bytes_;
   for (auto& s : segments_) s->opt_offset += 4LL * dim_;
+  plain_embedding_ = std::none_of(segments_.begin(), segments_.end(), [](const auto& s) {
+    return s->FakeQuant() || s->HashNet();
+  });
 }
 
 EntryAccessor::~EntryAccessor() = default;

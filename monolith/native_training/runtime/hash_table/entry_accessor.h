@@ -33,6 +33,9 @@ class EntryAccessor {
 
   void Init(void* entry) const;
   void Fill(const void* entry, float* out) const;
+  // True when Fill copies the entry's first dim floats unchanged (training, no retriever that
+  // transforms them), so callers may copy them their own way.
+  bool PlainEmbedding() const { return plain_embedding_; }
   void Assign(void* entry, const float* values) const;
   void AssignAdd(void* entry, const float* values) const;
   // `lrs` holds SliceSize() floats. Throws for serving entries.
@@ -54,6 +57,7 @@ class EntryAccessor {
   int64_t uncompressed_size_bytes_ = 0;
   int num_opt_dumps_ = 0;
   bool needs_grad_copy_ = false;
+  bool plain_embedding_ = false;
   std::vector<std::unique_ptr<Segment>> segments_;
   std::string debug_;
 };

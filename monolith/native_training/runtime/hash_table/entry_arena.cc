@@ -32,25 +32,30 @@ EntryArena::EntryArena(int64_t entry_bytes)
 }
 
 EntryArena::~EntryArena() {
-  for (int s = 0; s < kShards; ++s) {
-    for (const auto& chunk : shards_[s].chunks) munmap(chunk.first, chunk.second);
-    std::free(shards_[s].blocks);
-  }
+  for (int s = 0; s < kShards; ++s) std::free(shards_[s].blocks);
+  for (const auto& chunk : chunks_) munmap(chunk.first, chunk.second);
 }
 
 // Blocks come from chunks of kBlocksPerChunk blocks, 2 MiB aligned and marked for transparent
 // huge pages: random entry accesses then miss the TLB far less often.
-void EntryArena::MapChunk(Shard* shard) {
-  constexpr size_t kHugePage = 2 << 20;
-  const size_t bytes = kBlocksPerChunk * BlockBytes() + kHugePage;
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  shard->chunks.emplace_back(p, bytes);
-  char* aligned = reinterpret_cast<char*>(
-      (reinterpret_cast<uintptr_t>(p) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1));
-  madvise(aligned, kBlocksPerChunk * BlockBytes(), MADV_HUGEPAGE);
-  shard->chunk_next = aligned;
-  shard->chunk_blocks_left = kBlocksPerChunk;
+char* EntryArena::NewBlock() {
+  std::lock_guard<std::mutex> lock(chunk_mu_);
+  if (chunk_blocks_left_ == 0) {
+    constexpr size_t kHugePage = 2 << 20;
+    const size_t bytes = kBlocksPerChunk * BlockBytes() + kHugePage;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    chunks_.emplace_back(p, bytes);
+    char* aligned = reinterpret_cast<char*>(
+        (reinterpret_cast<uintptr_t>(p) + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1));
+    madvise(aligned, kBlocksPerChunk * BlockBytes(), MADV_HUGEPAGE);
+    chunk_next_ = aligned;
+    chunk_blocks_left_ = kBlocksPerChunk;
+  }
+  char* block = chunk_next_;
+  chunk_next_ += BlockBytes();
+  --chunk_blocks_left_;
+  return block;
 }
 
 uint32_t EntryArena::Allocate() {
@@ -63,10 +68,7 @@ uint32_t EntryArena::Allocate() {
     if (shard.num_blocks >= max_blocks) throw std::bad_alloc();
     // Blocks released by Reset stay mapped and are reused.
     if (shard.blocks[shard.num_blocks].load(std::memory_order_relaxed) == nullptr) {
-      if (shard.chunk_blocks_left == 0) MapChunk(&shard);
-      shard.blocks[shard.num_blocks].store(shard.chunk_next, std::memory_order_release);
-      shard.chunk_next += BlockBytes();
-      --shard.chunk_blocks_left;
+      shard.blocks[shard.num_blocks].store(NewBlock(), std::memory_order_release);
     }
     ++shard.num_blocks;
     shard.next_index = 0;

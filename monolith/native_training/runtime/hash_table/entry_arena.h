@@ -46,16 +46,19 @@ class EntryArena {
     std::atomic<char*>* blocks = nullptr;
     int64_t num_blocks = 0;
     int next_index = kBlockEntries;  // next free index in the last block
-    std::vector<std::pair<void*, size_t>> chunks;  // mappings, released at destruction
-    char* chunk_next = nullptr;
-    int chunk_blocks_left = 0;
   };
 
   static constexpr int kBlocksPerChunk = 16;
-  void MapChunk(Shard* shard);
+  // A fresh block from the shared chunk (shards share chunks so that partly used huge pages are
+  // at most one chunk's, not one per shard).
+  char* NewBlock();
 
   const int64_t stride_;
   std::unique_ptr<Shard[]> shards_;
+  std::mutex chunk_mu_;
+  std::vector<std::pair<void*, size_t>> chunks_;  // mappings, released at destruction
+  char* chunk_next_ = nullptr;
+  int chunk_blocks_left_ = 0;
 };
 
 }  // namespace hash_table

@@ -245,6 +245,28 @@ std::string LayoutConfig::ResolveLayout(const std::string& name, std::string_vie
     column += s.width;
     layout.slices.push_back(std::move(s));
   }
+  if (layout.out_type != kAddN) {
+    // Element ranges [begin, end) each slice writes in a row, per output: exclusive when, sorted,
+    // they tile the row without gaps or overlaps.
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> ranges(shapes.size());
+    for (const SliceInfo& s : layout.slices) {
+      const int copies = s.pooling == kFirstN ? s.max_sequence_length : 1;
+      for (int k = 0; k < copies; ++k) {
+        const int64_t begin = s.offset + k * s.seq_stride;
+        if (s.width > 0) ranges[s.output - first_output].emplace_back(begin, begin + s.width);
+      }
+    }
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      std::sort(ranges[i].begin(), ranges[i].end());
+      int64_t covered = 0;
+      bool tiled = true;
+      for (const auto& r : ranges[i]) {
+        tiled = tiled && r.first == covered;
+        covered = r.second;
+      }
+      outputs_[first_output + i].exclusive = tiled && covered == outputs_[first_output + i].row_elems;
+    }
+  }
   layouts_.push_back(std::move(layout));
   return "";
 }

@@ -59,6 +59,9 @@ struct LayoutInfo {
 struct OutputInfo {
   std::vector<int64_t> dims;
   int64_t row_elems = 1;
+  // A non-ADDN output each of whose row elements is written by exactly one slice: the forward
+  // stores every element instead of zeroing the tensor and adding into it.
+  bool exclusive = false;
 
   int64_t Rows(int64_t batch_size) const { return dims[0] > 0 ? dims[0] : batch_size; }
 };

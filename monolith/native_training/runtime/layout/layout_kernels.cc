@@ -2,20 +2,64 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
-#include <mutex>
 
 namespace monolith {
 namespace layout {
 namespace {
 
-// Inner loops over one slice of one embedding; __restrict lets the compiler vectorise them.
+// Four floats as a GCC/Clang vector: the pooling loops below keep whole tiles of a slice in
+// registers while the fids are added, instead of re-reading and re-writing the destination per fid
+// (that store-to-load chain, not the arithmetic, bounded the scalar loops).
+typedef float V4 __attribute__((vector_size(16)));
+inline V4 Load4(const float* p) {
+  V4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void Store4(float* p, V4 v) { std::memcpy(p, &v, sizeof v); }
+
 inline void Add(float* __restrict dst, const float* __restrict src, int w) {
   for (int t = 0; t < w; ++t) dst[t] += src[t];
 }
-inline void AddDiv(float* __restrict dst, const float* __restrict src, int w, float n) {
-  // Σ (x / n), term by term, as upstream (not Σx · (1/n)): bit-identical MEAN results.
-  for (int t = 0; t < w; ++t) dst[t] += src[t] / n;
+
+// Pools the terms src_k[0, w) (MEAN: src_k / n, term by term as upstream, not Σ · (1/n), so results
+// are bit-identical) of `srcs[0, n)` onto dst, left to right per element exactly like upstream's
+// per-fid `+=`. With `assign` the first term is stored instead (an exclusive region that was not
+// zeroed; upstream assigns the first fid too), and n == 0 stores zeros.
+template <bool kMean>
+void PoolTerms(const float* const* srcs, int64_t n, int w, float nf, bool assign, float* dst) {
+  if (assign && n == 0) {
+    std::fill(dst, dst + w, 0.f);
+    return;
+  }
+  const V4 nv = {nf, nf, nf, nf};
+  auto term = [&](int64_t k, int t) { return kMean ? Load4(srcs[k] + t) / nv : Load4(srcs[k] + t); };
+  const int64_t k0 = assign ? 1 : 0;
+  int t = 0;
+  for (; t + 16 <= w; t += 16) {
+    V4 a0 = assign ? term(0, t) : Load4(dst + t), a1 = assign ? term(0, t + 4) : Load4(dst + t + 4),
+       a2 = assign ? term(0, t + 8) : Load4(dst + t + 8), a3 = assign ? term(0, t + 12) : Load4(dst + t + 12);
+    for (int64_t k = k0; k < n; ++k) {
+      a0 += term(k, t);
+      a1 += term(k, t + 4);
+      a2 += term(k, t + 8);
+      a3 += term(k, t + 12);
+    }
+    Store4(dst + t, a0);
+    Store4(dst + t + 4, a1);
+    Store4(dst + t + 8, a2);
+    Store4(dst + t + 12, a3);
+  }
+  for (; t + 4 <= w; t += 4) {
+    V4 a = assign ? term(0, t) : Load4(dst + t);
+    for (int64_t k = k0; k < n; ++k) a += term(k, t);
+    Store4(dst + t, a);
+  }
+  for (; t < w; ++t) {
+    float a = assign ? (kMean ? srcs[0][t] / nf : srcs[0][t]) : dst[t];
+    for (int64_t k = k0; k < n; ++k) a += kMean ? srcs[k][t] / nf : srcs[k][t];
+    dst[t] = a;
+  }
 }
 
 // The entries of one feature, decoded from nfl_offset (fused_layout.md §3.1).
@@ -97,9 +141,22 @@ inline float* Resolve(const std::vector<Block>& blocks, uint64_t v, const SliceI
   return nullptr;
 }
 
-// Pools the fids [begin, end) of one entry into dst (the slice's region of one row).
+// Fids resolved per PoolTerms call: long entries are pooled in chunks, which keeps the addition
+// order (a chunk continues from the partial sum stored by the previous one).
+constexpr int64_t kChunk = 32;
+
+// Address of E(f)[0] for one fid_offset value, bounds-checked for the elements [0, s.start + s.width)
+// of the slice `s` reaching furthest into the embedding (the slices sharing one fid walk).
+inline const float* ResolveBase(const std::vector<Block>& blocks, uint64_t v, const SliceInfo& s,
+                                std::string* err) {
+  const float* p = Resolve(blocks, v, s, err);
+  return p ? p - s.start : nullptr;
+}
+
+// Pools the fids [begin, end) of one entry into dst (the slice's region of one row). `assign`: the
+// region belongs to this slice alone and was not zeroed, so every element of it is stored.
 inline bool PoolEntry(const SliceInfo& s, const std::vector<Block>& blocks, const Offsets& o,
-                      int64_t begin, int64_t end, float* dst, std::string* err) {
+                      int64_t begin, int64_t end, float* dst, bool assign, std::string* err) {
   const int64_t n = end - begin;
   const int w = s.width;
   if (s.pooling == kFirstN) {
@@ -107,30 +164,44 @@ inline bool PoolEntry(const SliceInfo& s, const std::vector<Block>& blocks, cons
     for (int64_t k = 0; k < kept; ++k) {
       const float* src = Resolve(blocks, o.fid_offset[begin + k], s, err);
       if (!src) return false;
-      Add(dst + k * s.seq_stride, src, w);
+      if (assign) {
+        std::memcpy(dst + k * s.seq_stride, src, w * sizeof(float));
+      } else {
+        Add(dst + k * s.seq_stride, src, w);
+      }
     }
-  } else if (s.pooling == kMean) {
-    const float nf = static_cast<float>(n);
-    for (int64_t k = begin; k < end; ++k) {
-      const float* src = Resolve(blocks, o.fid_offset[k], s, err);
-      if (!src) return false;
-      AddDiv(dst, src, w, nf);
+    if (assign) {
+      for (int64_t k = kept; k < s.max_sequence_length; ++k) std::fill_n(dst + k * s.seq_stride, w, 0.f);
     }
-  } else {
-    for (int64_t k = begin; k < end; ++k) {
-      const float* src = Resolve(blocks, o.fid_offset[k], s, err);
-      if (!src) return false;
-      Add(dst, src, w);
+    return true;
+  }
+  if (n == 0) {
+    if (assign) std::fill_n(dst, w, 0.f);
+    return true;
+  }
+  const float nf = static_cast<float>(n);
+  const float* srcs[kChunk];
+  for (int64_t c = begin; c < end; c += kChunk) {
+    const int64_t m = std::min(kChunk, end - c);
+    for (int64_t k = 0; k < m; ++k) {
+      srcs[k] = Resolve(blocks, o.fid_offset[c + k], s, err);
+      if (!srcs[k]) return false;
+    }
+    const bool first = assign && c == begin;
+    if (s.pooling == kMean) {
+      PoolTerms<true>(srcs, m, w, nf, first, dst);
+    } else {
+      PoolTerms<false>(srcs, m, w, nf, first, dst);
     }
   }
   return true;
 }
 
-// Starts loading the embeddings of entry e. Fids are random rows of large tables, so without this
-// every fid costs a full memory latency; issued a few entries ahead of the pooling. Invalid
-// offsets are skipped here and reported by the pooling itself.
+// Starts loading (or, for the gradient scatter, acquiring for writing) the embeddings of entry e.
+// Fids are random rows of large tables, so without this every fid costs a full cache-miss latency;
+// issued a few entries ahead. Invalid offsets are skipped here and reported by the pooling itself.
 inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, const SliceInfo& s,
-                          int64_t e) {
+                          int64_t e, bool for_write) {
   if (e >= o.num_entries) return;
   const int64_t begin = o.feature_offset[e];
   const int64_t end = e + 1 < o.num_entries ? o.feature_offset[e + 1] : o.num_fids;
@@ -142,130 +213,283 @@ inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, co
     if (i1 >= blocks.size()) continue;
     const Block& b = blocks[i1];
     const int64_t off = static_cast<int64_t>(i2) * b.stride + s.start;
-    if (off + s.width <= b.count) __builtin_prefetch(b.data + off);
+    if (off + s.width > b.count) continue;
+    if (for_write) {
+      __builtin_prefetch(b.data + off, 1);
+    } else {
+      __builtin_prefetch(b.data + off);
+    }
   }
+}
+
+// A slice's output elements of row r lie in a column of the row-major output, one cache line per
+// row apart, so each is a miss; their write is requested ahead like the embeddings.
+inline void PrefetchRegion(const SliceInfo& s, const float* dst) {
+  for (int64_t t = 0; t < s.region; t += 64 / sizeof(float)) __builtin_prefetch(dst + t, 1);
 }
 
 constexpr int64_t kPrefetchEntries = 4;
 
-// Adds a pooled region (as laid out in one output row) into another row's region.
-inline void AddRegion(const SliceInfo& s, const float* src, float* dst) {
-  if (s.pooling == kFirstN) {
-    for (int k = 0; k < s.max_sequence_length; ++k) {
+// Adds (or, `assign`, copies) a pooled region into another row's region, element ranges only (a
+// FIRSTN region may interleave with other slices').
+inline void PlaceRegion(const SliceInfo& s, const float* src, float* dst, bool assign) {
+  const int64_t copies = s.pooling == kFirstN ? s.max_sequence_length : 1;
+  for (int64_t k = 0; k < copies; ++k) {
+    if (assign) {
+      std::memcpy(dst + k * s.seq_stride, src + k * s.seq_stride, s.width * sizeof(float));
+    } else {
       Add(dst + k * s.seq_stride, src + k * s.seq_stride, s.width);
     }
-  } else {
-    Add(dst, src, s.width);
   }
 }
 
-// Rows [row_begin, row_end) of one layout, slices in order (the per-element operation order of
-// upstream's serial kernel, so any partition of the rows gives bit-identical results).
-std::string ForwardLayout(const LayoutConfig& config, const LayoutInfo& layout,
-                          const std::vector<Block>& blocks, const Offsets& o, int64_t row_begin,
-                          int64_t row_end, const std::vector<FloatBuffer>& outputs) {
-  std::vector<float> shared_tmp;
-  for (const SliceInfo& s : layout.slices) {
-    FeatureEntries fe;
-    std::string err = DecodeFeature(o, s, &fe);
-    if (!err.empty()) return err;
-    if (fe.count == 0) continue;
-    float* out = outputs[s.output].data;
-    const int64_t row = config.outputs()[s.output].row_elems;
-    int64_t begin = 0, end = 0;
-    if (fe.shared) {
-      // Pool once, then add the value into every row (also correct for ADDN).
-      shared_tmp.assign(s.region, 0.f);
-      if (!EntryFids(o, s, fe.start, &begin, &end, &err)) return err;
-      if (!PoolEntry(s, blocks, o, begin, end, shared_tmp.data(), &err)) return err;
-      for (int64_t r = row_begin; r < row_end; ++r) AddRegion(s, shared_tmp.data(), out + r * row + s.offset);
-      continue;
+// A feature's slices from every layout, applied together so each fid is decoded and loaded once
+// for all of them (a typical config pools every feature into a vector layout and a bias layout).
+struct Step {
+  int feature_idx = 0;
+  std::vector<const SliceInfo*> slices;  // applied in this order for every row
+  const SliceInfo* widest = nullptr;     // the slice reaching furthest into the embedding
+};
+
+// Groups the slices of all layouts into steps, keeping upstream's per-element operation order: an
+// accumulating (non-exclusive) output receives its slices in layout order, since a slice joins a
+// step no earlier than the step of the previous slice writing to the same output; exclusive
+// outputs have one writer per element, so their slices may join any step of their feature.
+std::vector<Step> PlanSteps(const LayoutConfig& config) {
+  std::vector<Step> steps;
+  std::vector<int64_t> last_step(config.outputs().size(), 0);
+  for (const LayoutInfo& layout : config.layouts()) {
+    for (const SliceInfo& s : layout.slices) {
+      const bool ordered = !config.outputs()[s.output].exclusive;
+      size_t j = ordered ? last_step[s.output] : 0;
+      while (j < steps.size() && steps[j].feature_idx != s.feature_idx) ++j;
+      if (j == steps.size()) steps.push_back(Step{s.feature_idx, {}, &s});
+      Step& step = steps[j];
+      step.slices.push_back(&s);
+      if (s.start + s.width > step.widest->start + step.widest->width) step.widest = &s;
+      last_step[s.output] = j;
     }
+  }
+  return steps;
+}
+
+// A shared feature, one absent from the batch (fe.count == 0), or a FIRSTN slice: pooled per slice.
+std::string ForwardSliceRows(const LayoutConfig& config, const SliceInfo& s, const FeatureEntries& fe,
+                             const std::vector<Block>& blocks, const Offsets& o, int64_t row_begin,
+                             int64_t row_end, const std::vector<FloatBuffer>& outputs,
+                             std::vector<float>* tmp) {
+  float* out = outputs[s.output].data + s.offset;
+  const int64_t row = config.outputs()[s.output].row_elems;
+  const bool assign = config.outputs()[s.output].exclusive;
+  std::string err;
+  int64_t begin = 0, end = 0;
+  if (fe.count == 0) {
+    if (assign) {
+      tmp->assign(s.region, 0.f);
+      for (int64_t r = row_begin; r < row_end; ++r) PlaceRegion(s, tmp->data(), out + r * row, true);
+    }
+    return "";
+  }
+  if (fe.shared) {
+    // Pool once, then place the value into every row (also correct for ADDN).
+    tmp->assign(s.region, 0.f);
+    if (!EntryFids(o, s, fe.start, &begin, &end, &err)) return err;
+    if (!PoolEntry(s, blocks, o, begin, end, tmp->data(), assign, &err)) return err;
+    for (int64_t r = row_begin; r < row_end; ++r) PlaceRegion(s, tmp->data(), out + r * row, assign);
+    return "";
+  }
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    if (r + kPrefetchEntries < row_end) PrefetchEntry(blocks, o, s, fe.start + r + kPrefetchEntries, false);
+    if (!EntryFids(o, s, fe.start + r, &begin, &end, &err)) return err;
+    if (!PoolEntry(s, blocks, o, begin, end, out + r * row, assign, &err)) return err;
+  }
+  return "";
+}
+
+// Rows [row_begin, row_end) of every layout, step by step, each step over all the rows. Outputs
+// that are not exclusive were zeroed by the caller. The per-element operation order is upstream's
+// serial one, so any partition of the rows gives bit-identical results.
+std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& steps,
+                        const std::vector<Block>& blocks, const Offsets& o, int64_t row_begin,
+                        int64_t row_end, const std::vector<FloatBuffer>& outputs) {
+  std::vector<float> tmp;
+  std::vector<const SliceInfo*> pooled;  // the step's SUM/MEAN slices
+  for (const Step& step : steps) {
+    FeatureEntries fe;
+    std::string err = DecodeFeature(o, *step.widest, &fe);
+    if (!err.empty()) return err;
+    pooled.clear();
+    for (const SliceInfo* s : step.slices) {
+      if (fe.count == 0 || fe.shared || s->pooling == kFirstN) {
+        err = ForwardSliceRows(config, *s, fe, blocks, o, row_begin, row_end, outputs, &tmp);
+        if (!err.empty()) return err;
+      } else {
+        pooled.push_back(s);
+      }
+    }
+    if (pooled.empty()) continue;
+    const SliceInfo& widest = *step.widest;
+    const bool mean = widest.pooling == kMean;
     for (int64_t r = row_begin; r < row_end; ++r) {
-      if (r + kPrefetchEntries < row_end) PrefetchEntry(blocks, o, s, fe.start + r + kPrefetchEntries);
-      if (!EntryFids(o, s, fe.start + r, &begin, &end, &err)) return err;
-      if (!PoolEntry(s, blocks, o, begin, end, out + r * row + s.offset, &err)) return err;
+      if (r + kPrefetchEntries < row_end) {
+        PrefetchEntry(blocks, o, widest, fe.start + r + kPrefetchEntries, false);
+        for (const SliceInfo* s : pooled) {
+          PrefetchRegion(*s, outputs[s->output].data + s->offset +
+                                 (r + kPrefetchEntries) * config.outputs()[s->output].row_elems);
+        }
+      }
+      int64_t begin = 0, end = 0;
+      if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
+      const float nf = static_cast<float>(end - begin);
+      const float* base[kChunk];
+      const float* srcs[kChunk];
+      for (int64_t c = begin; c == begin || c < end; c += kChunk) {
+        const int64_t m = std::min(kChunk, end - c);
+        for (int64_t k = 0; k < m; ++k) {
+          base[k] = ResolveBase(blocks, o.fid_offset[c + k], widest, &err);
+          if (!base[k]) return err;
+        }
+        for (const SliceInfo* s : pooled) {
+          const OutputInfo& info = config.outputs()[s->output];
+          float* dst = outputs[s->output].data + s->offset + r * info.row_elems;
+          const bool assign = info.exclusive && c == begin;
+          for (int64_t k = 0; k < m; ++k) srcs[k] = base[k] + s->start;
+          if (mean) {
+            PoolTerms<true>(srcs, m, s->width, nf, assign, dst);
+          } else {
+            PoolTerms<false>(srcs, m, s->width, nf, assign, dst);
+          }
+        }
+      }
     }
   }
   return "";
 }
 
-constexpr int kNumLocks = 512;
+// The gradient of a fid is scattered by the work item owning its block (block_owner[index1]), so
+// items never write the same element and each element receives its terms in the serial order.
+struct Ownership {
+  const std::vector<int64_t>* block_owner = nullptr;
+  int64_t item = 0;
+  // >= 0 in a step whose fids all address this block (an owned one). Any other fid must belong to
+  // an entry outside the scanned fid range, which only malformed offsets (rejected) give.
+  int64_t only_block = -1;
+  bool Owns(uint64_t v) const {
+    return only_block >= 0 ? static_cast<int64_t>(v >> 32) == only_block : (*block_owner)[v >> 32] == item;
+  }
+};
 
-// Scatters the gradient region g of one entry into the fids' gradient blocks.
+// Scatters the gradient region g of one entry into the owned fids' gradient blocks. MEAN adds
+// g / n, computed once per entry into `g_over_n` (the values upstream computes per fid).
 inline bool ScatterEntry(const SliceInfo& s, const std::vector<Block>& blocks, const Offsets& o,
-                         int64_t begin, int64_t end, const float* g, std::mutex* locks,
-                         std::string* err) {
+                         int64_t begin, int64_t end, const float* g, std::vector<float>* g_over_n,
+                         const Ownership& own, std::string* err) {
   const int64_t n = end - begin;
   const int64_t kept = s.pooling == kFirstN ? std::min<int64_t>(n, s.max_sequence_length) : n;
-  const float nf = static_cast<float>(n);
+  if (s.pooling == kMean && n > 0) {
+    const float nf = static_cast<float>(n);
+    g_over_n->resize(s.width);
+    for (int t = 0; t < s.width; ++t) (*g_over_n)[t] = g[t] / nf;
+    g = g_over_n->data();
+  }
   for (int64_t k = 0; k < kept; ++k) {
     const uint64_t v = o.fid_offset[begin + k];
     float* dst = Resolve(blocks, v, s, err);
     if (!dst) return false;
-    std::unique_lock<std::mutex> lock;
-    if (locks) lock = std::unique_lock<std::mutex>(locks[((v >> 32) * (v & 0xffffffffu)) % kNumLocks]);
-    if (s.pooling == kFirstN) {
-      Add(dst, g + k * s.seq_stride, s.width);
-    } else if (s.pooling == kMean) {
-      AddDiv(dst, g, s.width, nf);
-    } else {
-      Add(dst, g, s.width);
-    }
+    if (own.Owns(v)) Add(dst, s.pooling == kFirstN ? g + k * s.seq_stride : g, s.width);
   }
   return true;
 }
 
-std::string BackwardLayout(const LayoutConfig& config, const LayoutInfo& layout,
-                           const std::vector<Block>& blocks, const Offsets& o, int64_t row_begin,
-                           int64_t row_end, const std::vector<FloatBuffer>& grads, std::mutex* locks) {
-  std::vector<float> shared_tmp;
-  for (const SliceInfo& s : layout.slices) {
+// The backward of every step over all rows, scattering only the fids `own` owns. A step's slices
+// are scattered row by row, so a gradient element shared by two slices of a feature (say a bias
+// slice inside a vector slice) sums its terms in another order than upstream's layout-major loop
+// (as upstream's parallel and GPU kernels do); the result does not depend on the partition.
+// `step_block[j]`: the one block all fids of step j address, if so (-1 otherwise); only its owner
+// runs such a step, without per-fid checks. Returns the error of the earliest failing step, its
+// index in *error_step.
+std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& steps,
+                         const std::vector<int64_t>& step_block, const std::vector<Block>& blocks,
+                         const Offsets& o, int64_t batch_size, const std::vector<FloatBuffer>& grads,
+                         const std::vector<int64_t>& block_owner, int64_t item, size_t* error_step) {
+  std::vector<float> tmp, g_over_n;
+  for (size_t j = 0; j < steps.size(); ++j) {
+    const Step& step = steps[j];
+    *error_step = j;
+    const Ownership own{&block_owner, item, step_block[j]};
+    if (step_block[j] >= 0 && block_owner[step_block[j]] != item) continue;
     FeatureEntries fe;
-    std::string err = DecodeFeature(o, s, &fe);
+    std::string err = DecodeFeature(o, *step.widest, &fe);
     if (!err.empty()) return err;
     if (fe.count == 0) continue;
-    const float* g = grads[s.output].data;
-    const int64_t row = config.outputs()[s.output].row_elems;
-    int64_t begin = 0, end = 0;
-    if (fe.shared) {
-      // Every row pooled the same entry: sum the rows' gradients, then scatter once.
-      shared_tmp.assign(s.region, 0.f);
-      for (int64_t r = row_begin; r < row_end; ++r) AddRegion(s, g + r * row + s.offset, shared_tmp.data());
-      if (!EntryFids(o, s, fe.start, &begin, &end, &err)) return err;
-      if (!ScatterEntry(s, blocks, o, begin, end, shared_tmp.data(), locks, &err)) return err;
-      continue;
+    for (const SliceInfo* sp : step.slices) {
+      const SliceInfo& s = *sp;
+      const float* g = grads[s.output].data + s.offset;
+      const int64_t row = config.outputs()[s.output].row_elems;
+      int64_t begin = 0, end = 0;
+      if (fe.shared) {
+        // Every row pooled the same entry: sum the rows' gradients, then scatter once.
+        tmp.assign(s.region, 0.f);
+        for (int64_t r = 0; r < batch_size; ++r) PlaceRegion(s, g + r * row, tmp.data(), false);
+        if (!EntryFids(o, s, fe.start, &begin, &end, &err)) return err;
+        if (!ScatterEntry(s, blocks, o, begin, end, tmp.data(), &g_over_n, own, &err)) return err;
+      }
     }
-    for (int64_t r = row_begin; r < row_end; ++r) {
-      if (r + kPrefetchEntries < row_end) PrefetchEntry(blocks, o, s, fe.start + r + kPrefetchEntries);
-      if (!EntryFids(o, s, fe.start + r, &begin, &end, &err)) return err;
-      if (!ScatterEntry(s, blocks, o, begin, end, g + r * row + s.offset, locks, &err)) return err;
+    if (fe.shared) continue;
+    for (int64_t r = 0; r < batch_size; ++r) {
+      if (r + kPrefetchEntries < batch_size) {
+        PrefetchEntry(blocks, o, *step.widest, fe.start + r + kPrefetchEntries, true);
+        for (const SliceInfo* s : step.slices) {
+          PrefetchRegion(*s, grads[s->output].data + s->offset +
+                                 (r + kPrefetchEntries) * config.outputs()[s->output].row_elems);
+        }
+      }
+      int64_t begin = 0, end = 0;
+      if (!EntryFids(o, *step.widest, fe.start + r, &begin, &end, &err)) return err;
+      for (const SliceInfo* s : step.slices) {
+        const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
+        if (!ScatterEntry(*s, blocks, o, begin, end, g, &g_over_n, own, &err)) return err;
+      }
     }
   }
   return "";
 }
 
-// Rows per work item: a block of rows of one layout keeps its output rows in cache while the
-// slices are walked, and gives the thread pool enough items even with few layouts.
-constexpr int64_t kRowBlock = 64;
+// See BackwardRows. Every valid fid of a feature usually lies in its table's block (with one
+// parameter server): then one item scatters the whole step and the others skip it, instead of
+// every item walking every fid and upstream gradient row.
+std::vector<int64_t> StepBlocks(const std::vector<Step>& steps, const std::vector<Block>& blocks,
+                                const Offsets& o) {
+  std::vector<int64_t> step_block(steps.size(), -1);
+  for (size_t j = 0; j < steps.size(); ++j) {
+    FeatureEntries fe;
+    if (!DecodeFeature(o, *steps[j].widest, &fe).empty() || fe.count == 0 || fe.start + fe.count > o.num_entries) continue;
+    const int64_t begin = o.feature_offset[fe.start];
+    const int64_t end = fe.start + fe.count < o.num_entries ? o.feature_offset[fe.start + fe.count] : o.num_fids;
+    if (begin < 0 || end <= begin || end > o.num_fids) continue;
+    const uint64_t block = o.fid_offset[begin] >> 32;
+    bool one = block < blocks.size();
+    for (int64_t k = begin + 1; one && k < end; ++k) one = (o.fid_offset[k] >> 32) == block;
+    if (one) step_block[j] = block;
+  }
+  return step_block;
+}
 
-// Runs per_item(layout, row_begin, row_end) over every (layout, block of rows), in parallel when a
-// runner is given, and returns the first error in (layout, row) order.
-std::string ForEachWorkItem(
-    const LayoutConfig& config, int64_t batch_size, const ParallelRunner& runner,
-    const std::function<std::string(const LayoutInfo&, int64_t, int64_t)>& per_item) {
-  const auto& layouts = config.layouts();
-  const int64_t row_blocks = std::max<int64_t>(1, (batch_size + kRowBlock - 1) / kRowBlock);
-  const int64_t n = layouts.size() * row_blocks;
+// Work items are contiguous row ranges, one per thread, each walking every step over all of its
+// rows. A step reads only its feature's embeddings, so the longer its run of rows, the more of its
+// (small) share of the tables is reused from cache; short row blocks cycling through every table
+// thrashed the caches and made the op several times slower than a plain gather.
+// per_item(row_begin, row_end) runs in parallel when a runner is given; returns the first error in
+// row order.
+std::string ForEachRowRange(int64_t batch_size, const ParallelRunner& runner, int num_threads,
+                            const std::function<std::string(int64_t, int64_t)>& per_item) {
+  const int64_t n = runner ? std::max<int64_t>(1, std::min<int64_t>(num_threads, batch_size)) : 1;
   std::vector<std::string> errors(n);
-  auto fn = [&](int64_t i) {
-    const int64_t begin = (i % row_blocks) * kRowBlock;
-    errors[i] = per_item(layouts[i / row_blocks], begin, std::min(batch_size, begin + kRowBlock));
-  };
-  if (runner && n > 1) {
+  auto fn = [&](int64_t i) { errors[i] = per_item(batch_size * i / n, batch_size * (i + 1) / n); };
+  if (n > 1) {
     runner(n, fn);
   } else {
-    for (int64_t i = 0; i < n; ++i) fn(i);
+    fn(0);
   }
   for (const std::string& e : errors) {
     if (!e.empty()) return e;
@@ -369,31 +593,52 @@ std::string CheckOutputs(const LayoutConfig& config, int64_t batch_size,
 
 std::string LayoutForward(const LayoutConfig& config, const std::vector<Block>& blocks,
                           const Offsets& offsets, int64_t batch_size,
-                          const std::vector<FloatBuffer>& outputs, const ParallelRunner& runner) {
+                          const std::vector<FloatBuffer>& outputs, const ParallelRunner& runner,
+                          int num_threads) {
   std::string err = CheckOutputs(config, batch_size, outputs);
   if (!err.empty()) return err;
-  for (const FloatBuffer& o : outputs) std::fill(o.data, o.data + o.size, 0.f);
-  return ForEachWorkItem(config, batch_size, runner,
-                         [&](const LayoutInfo& layout, int64_t row_begin, int64_t row_end) {
-                           return ForwardLayout(config, layout, blocks, offsets, row_begin, row_end,
-                                                outputs);
-                         });
+  // Rows past batch_size (a fixed dim 0) are not written by any item.
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    std::fill(outputs[i].data + batch_size * config.outputs()[i].row_elems, outputs[i].data + outputs[i].size, 0.f);
+  }
+  const std::vector<Step> steps = PlanSteps(config);
+  return ForEachRowRange(batch_size, runner, num_threads, [&](int64_t row_begin, int64_t row_end) {
+    // Each item zeroes the rows it accumulates into; exclusive outputs are stored, never zeroed.
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const OutputInfo& info = config.outputs()[i];
+      if (!info.exclusive) std::fill(outputs[i].data + row_begin * info.row_elems, outputs[i].data + row_end * info.row_elems, 0.f);
+    }
+    return ForwardRows(config, steps, blocks, offsets, row_begin, row_end, outputs);
+  });
 }
 
 std::string LayoutBackward(const LayoutConfig& config, const std::vector<Block>& grad_blocks,
                            const Offsets& offsets, int64_t batch_size,
                            const std::vector<FloatBuffer>& output_grads,
-                           const ParallelRunner& runner) {
+                           const ParallelRunner& runner, int num_threads) {
   std::string err = CheckOutputs(config, batch_size, output_grads);
   if (!err.empty()) return err;
-  // Work items may share fids, so concurrent items lock striped mutexes around each scatter.
-  std::unique_ptr<std::mutex[]> locks;
-  if (runner) locks.reset(new std::mutex[kNumLocks]);
-  return ForEachWorkItem(config, batch_size, runner,
-                         [&](const LayoutInfo& layout, int64_t row_begin, int64_t row_end) {
-                           return BackwardLayout(config, layout, grad_blocks, offsets, row_begin,
-                                                 row_end, output_grads, locks.get());
-                         });
+  const std::vector<Step> steps = PlanSteps(config);
+  const std::vector<int64_t> step_block = StepBlocks(steps, grad_blocks, offsets);
+  const int64_t n = runner ? std::max<int64_t>(1, std::min<int64_t>(num_threads, grad_blocks.size())) : 1;
+  std::vector<int64_t> block_owner(grad_blocks.size());
+  for (size_t b = 0; b < block_owner.size(); ++b) block_owner[b] = b % n;
+  std::vector<std::string> errors(n);
+  std::vector<size_t> error_steps(n);
+  auto fn = [&](int64_t i) {
+    errors[i] = BackwardRows(config, steps, step_block, grad_blocks, offsets, batch_size, output_grads,
+                             block_owner, i, &error_steps[i]);
+  };
+  if (n > 1) {
+    runner(n, fn);
+  } else {
+    fn(0);
+  }
+  int64_t first = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!errors[i].empty() && (first < 0 || error_steps[i] < error_steps[first])) first = i;
+  }
+  return first < 0 ? "" : errors[first];
 }
 
 }  // namespace layout

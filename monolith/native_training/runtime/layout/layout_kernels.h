@@ -63,16 +63,18 @@ std::string BuildBlocksV4(const LayoutConfig& config, int ps_num, const FloatBuf
                           const int32_t* piece_lengths, int64_t num_pieces,
                           std::vector<Block>* blocks);
 
-// Work is split into (layout, block of rows) items, run through `runner` when given.
-// Writes every output (zeroing it first). `outputs[i]` must hold Rows(batch_size) × row_elems
-// floats of config.outputs()[i]. Returns "" or an error naming the feature.
+// Writes every element of every output. `outputs[i]` must hold Rows(batch_size) × row_elems floats
+// of config.outputs()[i]. With a runner, the rows are split into `num_threads` ranges run through
+// it (results are bit-identical to the serial run). Returns "" or an error naming the feature.
 std::string LayoutForward(const LayoutConfig& config, const std::vector<Block>& blocks,
                           const Offsets& offsets, int64_t batch_size,
-                          const std::vector<FloatBuffer>& outputs, const ParallelRunner& runner);
+                          const std::vector<FloatBuffer>& outputs, const ParallelRunner& runner,
+                          int num_threads);
 
 // Accumulates the gradient of every block element into `grad_blocks` (the same table as the
 // forward's, pointing into zero-initialised gradient buffers, which the caller zeroes).
-// `output_grads` are the upstream gradients in forward output order.
+// `output_grads` are the upstream gradients in forward output order. With a runner, up to
+// `num_threads` items each scatter into their own blocks (results identical to the serial run).
 //
 // Upstream's v1/v2 CPU kernels "assign on first write per (row, slice_idx)", which drops earlier
 // contributions when two slices of one feature overlap (Quirk Q1, lost gradient); every version
@@ -80,7 +82,7 @@ std::string LayoutForward(const LayoutConfig& config, const std::vector<Block>& 
 std::string LayoutBackward(const LayoutConfig& config, const std::vector<Block>& grad_blocks,
                            const Offsets& offsets, int64_t batch_size,
                            const std::vector<FloatBuffer>& output_grads,
-                           const ParallelRunner& runner);
+                           const ParallelRunner& runner, int num_threads);
 
 // Upstream batch/offset sanity checks shared with the GPU path: batch_size > 0, each output can
 // hold batch_size rows.

@@ -107,6 +107,9 @@ VersionInputs MakeInputs(int version, const LayoutConfig& c, const ShardingResul
   return in;
 }
 
+// Work items of the parallel runs: more than the test batches' rows or blocks at times.
+constexpr int kTestThreads = 3;
+
 Offsets OffsetsOf(const ShardingResult& s) {
   return Offsets{s.fid_offset.data(), (int64_t)s.fid_offset.size(), s.feature_offset.data(),
                  (int64_t)s.feature_offset.size(), s.nfl_offset.data(), (int64_t)s.nfl_offset.size()};
@@ -120,7 +123,7 @@ std::vector<std::vector<float>> RunForward(const LayoutConfig& c, const std::vec
   std::vector<FloatBuffer> bufs;
   for (const OutputInfo& info : c.outputs()) outs.emplace_back(info.Rows(batch) * info.row_elems, -7.f);
   for (auto& v : outs) bufs.push_back({v.data(), (int64_t)v.size()});
-  std::string err = LayoutForward(c, blocks, o, batch, bufs, runner);
+  std::string err = LayoutForward(c, blocks, o, batch, bufs, runner, kTestThreads);
   if (error) {
     *error = err;
   } else {
@@ -158,7 +161,7 @@ std::vector<std::vector<float>> RunBackward(int version, const LayoutConfig& c, 
   }
   std::vector<FloatBuffer> gbufs;
   for (auto& g : grads) gbufs.push_back({const_cast<float*>(g.data()), (int64_t)g.size()});
-  std::string err = LayoutBackward(c, gin.blocks, OffsetsOf(s), batch, gbufs, runner);
+  std::string err = LayoutBackward(c, gin.blocks, OffsetsOf(s), batch, gbufs, runner, kTestThreads);
   if (!err.empty()) std::fprintf(stderr, "backward error: %s\n", err.c_str());
   EXPECT_TRUE(err.empty());
   return out;
