@@ -63,11 +63,13 @@ class TFSMonitorTest(unittest.TestCase):
       self.assertEqual(status.error_code, 0)
     return configs
 
-  def wait_status(self, pm, want_version, timeout=10):
+  def wait_status(self, pm, want_version, want_state=None, timeout=10):
+    # The fake reports a new version while it is still loading it: wait for the state as well.
     deadline = time.time() + timeout
     while True:
       status = self.monitor.get_model_status(pm)
-      if all(s.version == want_version(name) for name, (_, s) in status.items()):
+      if all(s.version == want_version(name) and want_state in (None, s.state)
+             for name, (_, s) in status.items()):
         return status
       if time.time() > deadline:
         self.fail(f'{pm.model_name}: {status}')
@@ -97,7 +99,8 @@ class TFSMonitorTest(unittest.TestCase):
                   [c.name for c in configs[TFSServerType.ENTRY].model_config_list.config])
     for pm in pms:
       # Entry follows `latest` (the fake's first version is 1); ps its published version.
-      after = self.wait_status(pm, lambda name: 1 if name.endswith(':entry') else 11)
+      after = self.wait_status(pm, lambda name: 1 if name.endswith(':entry') else 11,
+                               want_state=ModelState.AVAILABLE)
       self.assertEqual(set(after), set(before[pm.model_name]))
       for name, (path, s) in after.items():
         self.assertEqual(path, pm.sub_models[name.split(':')[1]])
