@@ -4,7 +4,6 @@ Output is byte-for-byte reproducible: entries sorted, timestamps fixed, permissi
 import argparse
 import base64
 import hashlib
-import os
 import re
 import zipfile
 

@@ -14,7 +14,6 @@ from kazoo.client import KazooClient
 from monolith.agent_service import agent_v3
 from monolith.agent_service import gen_saved_model
 from monolith.agent_service.agent_v3 import AgentV3
-from monolith.agent_service.backends import SavedModel
 from monolith.agent_service.mocked_zkclient import FakeKazooClient
 from monolith.agent_service.tfs_wrapper import FakeTFSWrapper, State, TFSWrapper
 from monolith.agent_service.utils import AgentConfig

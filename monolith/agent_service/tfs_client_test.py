@@ -11,7 +11,6 @@ import unittest
 from absl import flags
 from google.protobuf import text_format
 import numpy as np
-import tensorflow as tf
 
 from idl.matrix.proto import example_pb2
 from idl.matrix.proto import line_id_pb2

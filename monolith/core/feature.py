@@ -6,7 +6,7 @@ returns placeholders so that the slots/slices/dims can be discovered), then afte
 `env.set_tpu_features(...)` to get the real embedding tensors.
 """
 
-from typing import Dict, Optional
+from typing import Dict
 
 import tensorflow as tf
 

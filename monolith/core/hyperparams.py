@@ -8,7 +8,7 @@ import copy
 import enum
 import inspect
 import re
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 _NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 # A dotted-path segment that indexes into a list: `name[3]`.

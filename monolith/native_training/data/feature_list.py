@@ -287,7 +287,6 @@ class FeatureList:
                 key = feature.feature_name if use_old_name else feature.name
                 features[key] = feature
           except Exception:
-            print('bad line in {}: {}'.format(fname, line), flush=True)
             logging.error('bad line in %s: %s', fname, line)
             raise
       feature_list = cls(column_name, feeds, caches, features)

@@ -7,7 +7,6 @@ from idl.matrix.proto.example_pb2 import (Example, ExampleBatch, FeatureConfig, 
                                           FeatureListType, OutConfig, OutType, PoolingType,
                                           SliceConfig, TensorShape)
 from idl.matrix.proto.proto_parser_pb2 import Instance
-from monolith.native_training.data import parsers
 from monolith.native_training.data.parsers import (ParserCtx, get_default_parser_ctx,
                                                    parse_example_batch, parse_examples,
                                                    parse_instances, sharding_sparse_fids)
