@@ -1,8 +1,13 @@
-"""Hash filters: occurrence-threshold admission of new ids into hash tables."""
+"""Hash filters: occurrence-threshold admission of new ids into hash tables, their checkpoint
+listeners and the gradient intercept."""
+import os
 from typing import List
 
+from absl import logging
 import tensorflow as tf
 
+from monolith.native_training import basic_restore_hook
+from monolith.native_training import save_utils
 from monolith.native_training.runtime.ops import gen_monolith_ops
 
 HASH_FILTER_CAPACITY = 300000000
@@ -63,3 +68,119 @@ def create_hash_filters(ps_num: int,
     else:
       filters.append(create_dummy_hash_filter(name_suffix=suffix))
   return filters
+
+
+def save_hash_filter(hash_filter: tf.Tensor,
+                     basename: tf.Tensor,
+                     enable_hash_filter: bool = True) -> tf.Tensor:
+  """Writes the filter's counts to `<basename>-<i>-of-<split_num>` (nothing for dummy and
+  probabilistic filters); returns the filter handle, after the save."""
+  if not enable_hash_filter:
+    return hash_filter
+  return gen_monolith_ops.monolith_hash_filter_save(hash_filter, basename)
+
+
+def restore_hash_filter(hash_filter: tf.Tensor,
+                        basename: tf.Tensor,
+                        enable_hash_filter: bool = True) -> tf.Tensor:
+  """Replaces the filter's counts by those saved at `basename`; returns the filter handle."""
+  if not enable_hash_filter:
+    return hash_filter
+  return gen_monolith_ops.monolith_hash_filter_restore(hash_filter, basename)
+
+
+def intercept_gradient(filter_tensor: tf.Tensor, ids: tf.Tensor,
+                       embeddings: tf.Tensor) -> tf.Tensor:
+  """Identity on `embeddings`; in the backward pass the gradient rows of ids the filter does not
+  admit yet are zeroed (each such query counts one occurrence of the id)."""
+  return gen_monolith_ops.monolith_hash_filter_intercept_gradient(filter_tensor, ids, embeddings)
+
+
+@tf.RegisterGradient("MonolithHashFilterInterceptGradient")
+def _intercept_gradient_grad(op, grad):
+  filter_tensor, ids = op.inputs[0], op.inputs[1]
+  return (None, None,
+          gen_monolith_ops.monolith_hash_filter_intercept_gradient_gradient(
+              filter_tensor, ids, grad))
+
+
+def _filter_basename(path_prefix: str, ps_idx: int) -> str:
+  return path_prefix + "hash_filter_{}".format(ps_idx)
+
+
+class HashFilterCheckpointSaverListener(tf.compat.v1.train.CheckpointSaverListener):
+  """Saves every filter to `<checkpoint asset dir>hash_filter_<ps_idx>` before the checkpoint
+  index is written, when both enable_hash_filter and enable_save_restore are set."""
+
+  def __init__(self,
+               basename: str,
+               hash_filters: List[tf.Tensor],
+               enable_hash_filter: bool = False,
+               enable_save_restore: bool = True):
+    self._helper = save_utils.SaveHelper(basename)
+    self._enabled = enable_hash_filter and enable_save_restore
+    self._placeholders = []
+    save_ops = []
+    if self._enabled:
+      with tf.name_scope("hash_filter_saver"):
+        for hash_filter in hash_filters:
+          with tf.device(hash_filter.device):
+            placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
+            save_ops.append(save_hash_filter(hash_filter, placeholder).op)
+          self._placeholders.append(placeholder)
+    self._save_ops = save_ops
+
+  def before_save(self, sess, global_step_value):
+    if not self._enabled:
+      return
+    asset_dir = self._helper.get_ckpt_asset_dir(self._helper.get_ckpt_prefix(global_step_value))
+    tf.io.gfile.makedirs(asset_dir)
+    logging.info("Saving %d hash filters to %s.", len(self._placeholders), asset_dir)
+    sess.run(self._save_ops,
+             feed_dict={
+                 p: _filter_basename(asset_dir, i) for i, p in enumerate(self._placeholders)
+             })
+
+
+class HashFilterCheckpointRestorerListener(basic_restore_hook.CheckpointRestorerListener):
+  """Restores every filter from the latest checkpoint's asset dir (or, for checkpoints written
+  before asset dirs existed, from files next to the checkpoint prefix) when both flags are set.
+  A filter with no saved files (say the checkpoint predates enabling the filter) starts empty."""
+
+  def __init__(self,
+               basename: str,
+               hash_filters: List[tf.Tensor],
+               enable_hash_filter: bool = False,
+               enable_save_restore: bool = True):
+    self._basename = basename
+    self._enabled = enable_hash_filter and enable_save_restore
+    self._restores = []
+    if self._enabled:
+      with tf.name_scope("hash_filter_restorer"):
+        for hash_filter in hash_filters:
+          with tf.device(hash_filter.device):
+            placeholder = tf.compat.v1.placeholder(tf.string, shape=[])
+            self._restores.append((placeholder, restore_hash_filter(hash_filter,
+                                                                    placeholder).op))
+
+  def before_restore(self, session):
+    if not self._enabled:
+      return
+    ckpt = tf.train.latest_checkpoint(os.path.dirname(self._basename))
+    if ckpt is None:
+      logging.info("No checkpoint in %s; hash filters start empty.",
+                   os.path.dirname(self._basename))
+      return
+    path_prefix = save_utils.SaveHelper.get_ckpt_asset_dir(ckpt)
+    if not tf.io.gfile.exists(path_prefix):
+      path_prefix = ckpt
+    ops, feed_dict = [], {}
+    for i, (placeholder, op) in enumerate(self._restores):
+      filter_basename = _filter_basename(path_prefix, i)
+      if not tf.io.gfile.glob(filter_basename + "-*"):
+        logging.warning("No hash filter dump at %s; that filter starts empty.", filter_basename)
+        continue
+      ops.append(op)
+      feed_dict[placeholder] = filter_basename
+    logging.info("Restoring %d hash filters from %s.", len(ops), path_prefix)
+    session.run(ops, feed_dict=feed_dict)

@@ -19,6 +19,7 @@
 #include "monolith/native_training/runtime/hash_table/config.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/hash_filter.h"
+#include "monolith/native_training/runtime/ops/hash_table_resources.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
@@ -43,18 +44,6 @@ using shape_inference::InferenceContext;
 
 // ---------------------------------------------------------------------------------------------
 // Resources
-
-class HashFilterResource : public ResourceBase {
- public:
-  explicit HashFilterResource(std::unique_ptr<ht::HashFilter> filter, std::string kind)
-      : filter_(std::move(filter)), kind_(std::move(kind)) {}
-  ht::HashFilter* filter() { return filter_.get(); }
-  std::string DebugString() const override { return kind_; }
-
- private:
-  std::unique_ptr<ht::HashFilter> filter_;
-  std::string kind_;
-};
 
 // Parameter-sync client placeholder: tables attached to it sync nothing.
 class DummySyncClientResource : public ResourceBase {
@@ -143,15 +132,20 @@ class HashFilterOp : public ResourceOpKernel<HashFilterResource> {
  public:
   explicit HashFilterOp(OpKernelConstruction* ctx) : ResourceOpKernel(ctx) {
     OP_REQUIRES_OK(ctx, GetThresholdConfig(ctx, &config_));
+    // `capacity` sized upstream's probabilistic cells; exact counters grow as needed.
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("split_num", &split_num_));
+    OP_REQUIRES(ctx, split_num_ >= 1,
+                errors::InvalidArgument("split_num must be >= 1, got ", split_num_));
   }
 
  private:
   Status CreateResource(HashFilterResource** r) TF_EXCLUSIVE_LOCKS_REQUIRED(mu_) override {
-    *r = new HashFilterResource(std::make_unique<ht::CountingHashFilter>(config_),
+    *r = new HashFilterResource(std::make_unique<ht::CountingHashFilter>(config_, split_num_),
                                 "MonolithHashFilter");
     return OkStatus();
   }
   ht::SlotOccurrenceThresholdConfig config_;
+  int split_num_;
 };
 
 class ProbabilisticFilterOp : public ResourceOpKernel<HashFilterResource> {
@@ -300,13 +294,6 @@ class HashTableLookupEntryOp : public TableOpKernel {
 
 // ---------------------------------------------------------------------------------------------
 // Updates
-
-Status CheckScalar(const Tensor& t, const char* name) {
-  if (t.NumElements() != 1) {
-    return errors::InvalidArgument(name, " must be a scalar, got shape ", t.shape().DebugString());
-  }
-  return OkStatus();
-}
 
 // Base of the assign ops: inputs (handle, ids, values, req_time), output the handle. Each op
 // checks the values' size with its upstream message, then writes the rows.
@@ -491,47 +478,6 @@ class HashTableOptimizeOp : public TableOpKernel {
 
 // ---------------------------------------------------------------------------------------------
 // Save / restore
-
-std::string ShardFileName(const std::string& basename, int shard, int nshards) {
-  return absl::StrFormat("%s-%05d-of-%05d", basename, shard, nshards);
-}
-
-// Checks that `files` are exactly the shards basename-00000-of-N ... basename-(N-1)-of-N;
-// names with another suffix (e.g. -tmp- leftovers) are ignored. Returns N in *nshards.
-Status ValidateShardedFiles(const std::string& basename, const std::vector<std::string>& files,
-                            int* nshards) {
-  std::vector<bool> seen;
-  int n = -1;
-  for (const std::string& f : files) {
-    if (!absl::StartsWith(f, basename)) {
-      return errors::InvalidArgument("Filename ", f, " doesn't belong to ", basename);
-    }
-    const std::string suffix = f.substr(basename.size());
-    // Exactly "-DDDDD-of-DDDDD".
-    if (suffix.size() != 15 || suffix[0] != '-' || suffix.substr(6, 4) != "-of-") continue;
-    int shard, total;
-    if (!absl::SimpleAtoi(suffix.substr(1, 5), &shard) ||
-        !absl::SimpleAtoi(suffix.substr(10, 5), &total) ||
-        !std::all_of(suffix.begin() + 1, suffix.begin() + 6, ::isdigit) ||
-        !std::all_of(suffix.begin() + 10, suffix.end(), ::isdigit)) {
-      continue;
-    }
-    if (n < 0) {
-      n = total;
-      seen.assign(n, false);
-    } else if (total != n) {
-      return errors::InvalidArgument("Filename ", f, " doesn't match nshards. ", n);
-    }
-    if (shard >= n) return errors::InvalidArgument("Shard ", shard, "exceeds ", n, " for ", f);
-    seen[shard] = true;
-  }
-  if (n <= 0) return errors::InvalidArgument("There is no valid sharded files for ", basename);
-  for (int i = 0; i < n; ++i) {
-    if (!seen[i]) return errors::InvalidArgument("Shard ", i, " doesn't show up for ", basename);
-  }
-  *nshards = n;
-  return OkStatus();
-}
 
 // Runs fn(i) for i in [0, n) on the CPU worker pool and waits; returns the first error.
 Status ParallelFor(OpKernelContext* ctx, int n, const std::function<Status(int)>& fn) {
