@@ -51,44 +51,6 @@ class DummySyncClientResource : public ResourceBase {
   std::string DebugString() const override { return "DummySyncClient"; }
 };
 
-class HashTableResource : public ResourceBase {
- public:
-  HashTableResource(std::string name, std::unique_ptr<ht::EmbeddingHashTable> table,
-                    core::RefCountPtr<HashFilterResource> filter)
-      : name_(std::move(name)),
-        table_(std::move(table)),
-        filter_(std::move(filter)),
-        admits_everything_(filter_->filter()->AdmitsEverything()) {}
-
-  const std::string& name() const { return name_; }
-  ht::EmbeddingHashTable* table() { return table_.get(); }
-  // True when `id` is new to the table and the filter rejects `count` more occurrences of it.
-  bool Filtered(int64_t id, int64_t count) {
-    return !admits_everything_ && !table_->Contains(id) &&
-           filter_->filter()->ShouldBeFiltered(id, count);
-  }
-  bool MayFilter() const { return !admits_everything_; }
-  std::string DebugString() const override { return table_->DebugString(); }
-  int64_t MemoryUsed() const override { return table_->MemoryBytes(); }
-
- private:
-  std::string name_;
-  std::unique_ptr<ht::EmbeddingHashTable> table_;
-  core::RefCountPtr<HashFilterResource> filter_;
-  const bool admits_everything_;
-};
-
-// Runs `fn` converting core exceptions to op errors (native_ops.md §0.5).
-template <typename Fn>
-Status Guard(Fn&& fn, absl::StatusCode code = absl::StatusCode::kInvalidArgument) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return Status(code, e.what());
-  }
-  return OkStatus();
-}
-
 // Base of the kernels whose input 0 is one table's handle: Compute resolves it, and holds a
 // reference for the kernel's run.
 class TableOpKernel : public OpKernel {
@@ -339,16 +301,7 @@ class HashTableAssignOp : public TableAssignOpKernel {
   }
 
   void Write(HashTableResource* table, const Update& u) const override {
-    ht::EmbeddingHashTable* t = table->table();
-    const float* v = u.values->flat<float>().data();
-    if (!table->MayFilter()) {
-      t->Assign(u.id, u.n, v, u.req_time);
-      return;
-    }
-    for (int64_t i = 0; i < u.n; ++i) {
-      if (table->Filtered(u.id[i], 1)) continue;
-      t->Assign(u.id + i, 1, v + i * u.dim, u.req_time);
-    }
+    AssignRows(table, u.id, u.n, u.values->flat<float>().data(), u.req_time);
   }
 };
 
@@ -364,54 +317,9 @@ class HashTableAssignAddOp : public TableAssignOpKernel {
   }
 
   void Write(HashTableResource* table, const Update& u) const override {
-    const float* v = u.values->flat<float>().data();
-    for (int64_t i = 0; i < u.n; ++i) {
-      if (table->Filtered(u.id[i], 1)) continue;
-      table->table()->AssignAdd(u.id[i], v + i * u.dim, u.req_time);
-    }
+    AssignAddRows(table, u.id, u.n, u.values->flat<float>().data(), u.req_time);
   }
 };
-
-// Bridge BatchOptimize: filter new ids, then optimize; with `dedup`, duplicate ids' gradients are
-// summed and applied once (the filter then counts every occurrence).
-void ApplyGradients(HashTableResource* table, const int64_t* id, const float* g, int64_t n,
-                    const float* lr, int64_t req_time, int64_t global_step, bool dedup) {
-  ht::EmbeddingHashTable* t = table->table();
-  const int64_t dim = t->DimSize();
-  if (!dedup) {
-    if (!table->MayFilter()) {
-      t->BatchOptimize(id, n, g, lr, req_time, global_step);
-      return;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (table->Filtered(id[i], 1)) continue;
-      t->Optimize(id[i], g + i * dim, lr, req_time, global_step);
-    }
-    t->RaiseMaxUpdateTs(req_time);
-    return;
-  }
-  // Sum duplicates (first-occurrence order) and apply each id once.
-  std::unordered_map<int64_t, int64_t> slot;
-  std::vector<int64_t> uniq, counts;
-  std::vector<float> sums;
-  for (int64_t i = 0; i < n; ++i) {
-    auto it = slot.emplace(id[i], static_cast<int64_t>(uniq.size()));
-    if (it.second) {
-      uniq.push_back(id[i]);
-      counts.push_back(0);
-      sums.insert(sums.end(), g + i * dim, g + (i + 1) * dim);
-    } else {
-      float* s = sums.data() + it.first->second * dim;
-      for (int64_t k = 0; k < dim; ++k) s[k] += g[i * dim + k];
-    }
-    ++counts[it.first->second];
-  }
-  for (size_t u = 0; u < uniq.size(); ++u) {
-    if (table->Filtered(uniq[u], counts[u])) continue;
-    t->Optimize(uniq[u], sums.data() + u * dim, lr, req_time, global_step);
-  }
-  t->RaiseMaxUpdateTs(req_time);
-}
 
 class HashTableOptimizeOp : public TableOpKernel {
  public:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <unordered_map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -11,6 +12,70 @@
 
 namespace tensorflow {
 namespace monolith_tf {
+
+namespace ht = ::monolith::hash_table;
+
+void AssignRows(HashTableResource* table, const int64_t* id, int64_t n, const float* values,
+                int64_t req_time) {
+  ht::EmbeddingHashTable* t = table->table();
+  const int64_t dim = t->DimSize();
+  if (!table->MayFilter()) {
+    t->Assign(id, n, values, req_time);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (table->Filtered(id[i], 1)) continue;
+    t->Assign(id + i, 1, values + i * dim, req_time);
+  }
+}
+
+void AssignAddRows(HashTableResource* table, const int64_t* id, int64_t n, const float* values,
+                   int64_t req_time) {
+  const int64_t dim = table->table()->DimSize();
+  for (int64_t i = 0; i < n; ++i) {
+    if (table->Filtered(id[i], 1)) continue;
+    table->table()->AssignAdd(id[i], values + i * dim, req_time);
+  }
+}
+
+void ApplyGradients(HashTableResource* table, const int64_t* id, const float* g, int64_t n,
+                    const float* lr, int64_t req_time, int64_t global_step, bool dedup) {
+  ht::EmbeddingHashTable* t = table->table();
+  const int64_t dim = t->DimSize();
+  if (!dedup) {
+    if (!table->MayFilter()) {
+      t->BatchOptimize(id, n, g, lr, req_time, global_step);
+      return;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (table->Filtered(id[i], 1)) continue;
+      t->Optimize(id[i], g + i * dim, lr, req_time, global_step);
+    }
+    t->RaiseMaxUpdateTs(req_time);
+    return;
+  }
+  // Sum duplicates (first-occurrence order) and apply each id once.
+  std::unordered_map<int64_t, int64_t> slot;
+  std::vector<int64_t> uniq, counts;
+  std::vector<float> sums;
+  for (int64_t i = 0; i < n; ++i) {
+    auto it = slot.emplace(id[i], static_cast<int64_t>(uniq.size()));
+    if (it.second) {
+      uniq.push_back(id[i]);
+      counts.push_back(0);
+      sums.insert(sums.end(), g + i * dim, g + (i + 1) * dim);
+    } else {
+      float* s = sums.data() + it.first->second * dim;
+      for (int64_t k = 0; k < dim; ++k) s[k] += g[i * dim + k];
+    }
+    ++counts[it.first->second];
+  }
+  for (size_t u = 0; u < uniq.size(); ++u) {
+    if (table->Filtered(uniq[u], counts[u])) continue;
+    t->Optimize(uniq[u], sums.data() + u * dim, lr, req_time, global_step);
+  }
+  t->RaiseMaxUpdateTs(req_time);
+}
 
 Status CheckScalar(const Tensor& t, const char* name) {
   if (t.NumElements() != 1) {

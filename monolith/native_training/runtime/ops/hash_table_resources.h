@@ -1,13 +1,16 @@
-// What the hash-table and hash-filter kernels share: the filter resource (a named-namespace type,
-// so that both kernel files resolve the same resource type) and the sharded file naming of
-// table and filter dumps (native_ops.md §1.10, §1.13).
+// What the hash-table, multi-hash-table and hash-filter kernels share: the table and filter
+// resources (named-namespace types, so that every kernel file resolves the same resource type),
+// the filter-aware row updates, and the sharded file naming of dumps (native_ops.md §1.10-§1.15).
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_HASH_TABLE_RESOURCES_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_OPS_HASH_TABLE_RESOURCES_H_
 
+#include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/hash_filter.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -28,6 +31,55 @@ class HashFilterResource : public ResourceBase {
   std::unique_ptr<::monolith::hash_table::HashFilter> filter_;
   std::string kind_;
 };
+
+class HashTableResource : public ResourceBase {
+ public:
+  HashTableResource(std::string name, std::unique_ptr<::monolith::hash_table::EmbeddingHashTable> table,
+                    core::RefCountPtr<HashFilterResource> filter)
+      : name_(std::move(name)),
+        table_(std::move(table)),
+        filter_(std::move(filter)),
+        admits_everything_(filter_->filter()->AdmitsEverything()) {}
+
+  const std::string& name() const { return name_; }
+  ::monolith::hash_table::EmbeddingHashTable* table() { return table_.get(); }
+  // True when `id` is new to the table and the filter rejects `count` more occurrences of it.
+  bool Filtered(int64_t id, int64_t count) {
+    return !admits_everything_ && !table_->Contains(id) &&
+           filter_->filter()->ShouldBeFiltered(id, count);
+  }
+  bool MayFilter() const { return !admits_everything_; }
+  std::string DebugString() const override { return table_->DebugString(); }
+  int64_t MemoryUsed() const override { return table_->MemoryBytes(); }
+
+ private:
+  std::string name_;
+  std::unique_ptr<::monolith::hash_table::EmbeddingHashTable> table_;
+  core::RefCountPtr<HashFilterResource> filter_;
+  const bool admits_everything_;
+};
+
+// Runs `fn` converting core exceptions to op errors (native_ops.md §0.5).
+template <typename Fn>
+Status Guard(Fn&& fn, absl::StatusCode code = absl::StatusCode::kInvalidArgument) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return Status(code, e.what());
+  }
+  return OkStatus();
+}
+
+// Filter-aware writes shared by the single- and multi-table ops; rows are `dim` floats each.
+// Ids new to the table are admitted only once the filter passes them (native_ops.md §1.10).
+void AssignRows(HashTableResource* table, const int64_t* id, int64_t n, const float* values,
+                int64_t req_time);
+void AssignAddRows(HashTableResource* table, const int64_t* id, int64_t n, const float* values,
+                   int64_t req_time);
+// With `dedup`, duplicate ids' gradients are summed and applied once (the filter then counts
+// every occurrence); lr holds one learning rate per slice.
+void ApplyGradients(HashTableResource* table, const int64_t* id, const float* g, int64_t n,
+                    const float* lr, int64_t req_time, int64_t global_step, bool dedup);
 
 // An InvalidArgument naming `name` unless `t` holds exactly one element.
 Status CheckScalar(const Tensor& t, const char* name);
