@@ -105,6 +105,8 @@ MONOLITH_WHEEL_DEPS = [
     "//monolith/native_training:logging_ops",
     "//monolith/native_training:mlp_utils",
     "//monolith/native_training:monolith_checkpoint_state_py_pb2",
+    "//monolith/native_training:multi_hash_table_ops",
+    "//monolith/native_training:multi_hash_table_ops_py_pb2",
     "//monolith/native_training:native_task",
     "//monolith/native_training:native_task_context",
     "//monolith/native_training:net_utils",

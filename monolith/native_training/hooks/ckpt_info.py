@@ -8,12 +8,10 @@ import tensorflow as tf
 
 from monolith.native_training import hash_table_ops
 from monolith.native_training import hash_table_utils
+from monolith.native_training.multi_hash_table_ops import _MULTI_HASH_TABLE_GRAPH_KEY
 from monolith.native_training.proto import ckpt_info_pb2
 
 _MAX_SLOT = 102400
-
-# multi_hash_table_ops._MULTI_HASH_TABLE_GRAPH_KEY: a multi-table saver writes its own info.
-_MULTI_HASH_TABLE_GRAPH_KEY = "monolith_multi_hash_tables"
 
 
 class FidSlotCountSaverListener(tf.compat.v1.train.CheckpointSaverListener):
