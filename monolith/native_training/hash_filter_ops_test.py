@@ -4,9 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from monolith.native_training import basic_restore_hook
-from monolith.native_training import entry
 from monolith.native_training import hash_filter_ops
 from monolith.native_training import hash_table_ops
+from monolith.native_training import test_utils
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 from monolith.native_training.runtime.ops import gen_monolith_ops
 
@@ -19,16 +19,6 @@ def _threshold_config(threshold: int) -> bytes:
 def _counting_filter(threshold: int = 3, split_num: int = 7, suffix: str = "") -> tf.Tensor:
   return hash_filter_ops.create_hash_filter(100, split_num, _threshold_config(threshold),
                                             name_suffix=suffix)
-
-
-def _table_config(dim: int) -> entry.HashTableConfigInstance:
-  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
-  config.cuckoo.SetInParent()
-  segment = config.entry_config.segments.add(dim_size=dim)
-  segment.opt_config.sgd.SetInParent()
-  segment.init_config.zeros.SetInParent()
-  segment.comp_config.fp32.SetInParent()
-  return entry.HashTableConfigInstance(config, [1.0])
 
 
 def _admitted_rows(sess, grad_op, ids_ph, ids) -> np.ndarray:
@@ -94,8 +84,9 @@ class HashFilterOpsTest(tf.test.TestCase):
     base = os.path.join(self.get_temp_dir(), "table", "hash_filter_0")
     with tf.Graph().as_default():
       hash_filter = _counting_filter(threshold=2, suffix="_table")
-      table = hash_table_ops.hash_table_from_config(
-          _table_config(dim=1), hash_filter=hash_filter, name_suffix="filtered")
+      table = hash_table_ops.hash_table_from_config(test_utils.generate_test_hash_table_config(1),
+                                                    hash_filter=hash_filter,
+                                                    name_suffix="filtered")
       ids = tf.compat.v1.placeholder(tf.int64, [None])
       assign = table.assign(ids, tf.ones([tf.size(ids), 1])).as_op()
       size = table.size()

@@ -4,29 +4,18 @@ from google.protobuf import text_format
 import numpy as np
 import tensorflow as tf
 
-from monolith.native_training import entry
 from monolith.native_training import hash_filter_ops
 from monolith.native_training import multi_hash_table_ops
+from monolith.native_training import test_utils
 from monolith.native_training.multi_hash_table_ops import MultiHashTable
 from monolith.native_training.proto import ckpt_info_pb2
 from monolith.native_training.runtime.hash_table import embedding_hash_table_pb2
 from monolith.native_training.runtime.ops import gen_monolith_ops
 
 
-def _config(dim: int, learning_rate: float = 1.0) -> entry.HashTableConfigInstance:
-  """Cuckoo, one SGD segment, zeros init, fp32."""
-  config = embedding_hash_table_pb2.EmbeddingHashTableConfig()
-  config.cuckoo.SetInParent()
-  segment = config.entry_config.segments.add(dim_size=dim)
-  segment.opt_config.sgd.SetInParent()
-  segment.init_config.zeros.SetInParent()
-  segment.comp_config.fp32.SetInParent()
-  return entry.HashTableConfigInstance(config, [learning_rate])
-
-
 def _tables(dims, suffix="test"):
-  return MultiHashTable.from_configs({name: _config(d) for name, d in dims.items()},
-                                     name_suffix=suffix)
+  configs = {name: test_utils.generate_test_hash_table_config(d) for name, d in dims.items()}
+  return MultiHashTable.from_configs(configs, name_suffix=suffix)
 
 
 class MultiHashTableOpsTest(tf.test.TestCase):
@@ -74,7 +63,10 @@ class MultiHashTableOpsTest(tf.test.TestCase):
       threshold = embedding_hash_table_pb2.SlotOccurrenceThresholdConfig(
           default_occurrence_threshold=1).SerializeToString()
       f = hash_filter_ops.create_hash_filter(100, 7, threshold, name_suffix="_multi")
-      m = MultiHashTable.from_configs({"a": _config(1), "b": _config(1)}, hash_filter=f,
+      m = MultiHashTable.from_configs({
+          "a": test_utils.generate_test_hash_table_config(1),
+          "b": test_utils.generate_test_hash_table_config(1)
+      }, hash_filter=f,
                                       name_suffix="filtered")
       # The filter is shared by the tables (one per PS) and counts ids, so each table gets its own.
       assign = m.assign({"a": ([1], [[1.0]]), "b": ([2], [[2.0]])}).as_op()

@@ -7,17 +7,13 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "monolith/native_training/runtime/hash_table/hash_filter.h"
 #include "monolith/native_training/runtime/ops/hash_table_resources.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/lib/io/path.h"
 #include "tensorflow/core/lib/io/record_reader.h"
-#include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/env.h"
-#include "tensorflow/core/platform/random.h"
 
 namespace tensorflow {
 namespace monolith_tf {
@@ -31,22 +27,15 @@ ht::CountingHashFilter* CountingFilterOrNull(HashFilterResource* filter) {
 }
 
 Status WriteSplit(const ht::CountingHashFilter& filter, int split, const std::string& basename) {
-  Env* env = Env::Default();
-  const std::string final_name = ShardFileName(basename, split, filter.split_num());
-  const std::string tmp_name = absl::StrCat(final_name, "-tmp-", random::New64());
-  std::unique_ptr<WritableFile> file;
-  TF_RETURN_IF_ERROR(env->NewWritableFile(tmp_name, &file));
-  io::RecordWriter writer(file.get());
-  Status status;
-  filter.SaveSplit(split, [&](const std::string& record) {
-    status = writer.WriteRecord(record);
-    return status.ok();
-  });
-  TF_RETURN_IF_ERROR(status);
-  TF_RETURN_IF_ERROR(writer.Close());
-  TF_RETURN_IF_ERROR(file->Close());
-  // Written under a temporary name first: a failed save never leaves a partial split behind.
-  return env->RenameFile(tmp_name, final_name);
+  return WriteRecordFileAtomically(
+      ShardFileName(basename, split, filter.split_num()), "", [&](io::RecordWriter* writer) {
+        Status status;
+        filter.SaveSplit(split, [&](const std::string& record) {
+          status = writer->WriteRecord(record);
+          return status.ok();
+        });
+        return status;
+      });
 }
 
 // Appends every (id, count) of one split file to *out.
@@ -95,11 +84,7 @@ class HashFilterSaveOp : public FilterOpKernel {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
     const std::string basename(ctx->input(1).flat<tstring>()(0));
     if (ht::CountingHashFilter* counting = CountingFilterOrNull(filter)) {
-      const std::string dir(io::Dirname(basename));
-      if (!dir.empty()) {
-        Status s = Env::Default()->RecursivelyCreateDir(dir);
-        OP_REQUIRES(ctx, s.ok() || errors::IsAlreadyExists(s), s);
-      }
+      OP_REQUIRES_OK(ctx, CreateParentDir(basename));
       for (int split = 0; split < counting->split_num(); ++split) {
         OP_REQUIRES_OK(ctx, WriteSplit(*counting, split, basename));
       }

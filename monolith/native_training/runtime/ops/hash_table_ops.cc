@@ -421,57 +421,25 @@ class HashTableSaveOp : public TableOpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("random_sleep_ms", &random_sleep_ms_));
     std::string expire;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
-    Status s = Guard([&] { expire_ = ht::ParseSlotExpireTimeConfig(expire); });
-    OP_REQUIRES(ctx, s.ok(),
-                errors::InvalidArgument("Unable to parse config. Make sure it is serialized "
-                                        "version of SlotExpireTimeConfig. (",
-                                        s.message(), ")"));
+    OP_REQUIRES_OK(ctx, ParseExpireConfig(expire, &expire_));
   }
 
   void ComputeWithTable(OpKernelContext* ctx, HashTableResource* table) override {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
     const std::string basename(ctx->input(1).flat<tstring>()(0));
     ht::EmbeddingHashTable* t = table->table();
-    Env* env = Env::Default();
-    const std::string dir(io::Dirname(basename));
-    if (!dir.empty()) {
-      Status s = env->RecursivelyCreateDir(dir);
-      OP_REQUIRES(ctx, s.ok() || errors::IsAlreadyExists(s), s);
-    }
-    // nshards 0 hung upstream (no worker ever finished, Quirk Q12): treat it like auto.
-    const int nshards =
-        nshards_ > 0 ? nshards_
-                     : static_cast<int>(std::min<int64_t>(4, std::max<int64_t>(1, t->Size() / 1000000)));
-    const int64_t max_ts = t->max_update_ts_sec();
+    OP_REQUIRES_OK(ctx, CreateParentDir(basename));
+    const int nshards = AutoShards(nshards_, t->Size());
     auto all_locked = t->LockAll();
     Status status = ParallelForOnOwnThreads(nshards, [&](int i) -> Status {
       if (random_sleep_ms_ > 0) {
         thread_local std::mt19937 rng(std::random_device{}());
-        env->SleepForMicroseconds(1000LL * (rng() % random_sleep_ms_));
+        Env::Default()->SleepForMicroseconds(1000LL * (rng() % random_sleep_ms_));
       }
-      const std::string final_name = ShardFileName(basename, i, nshards);
-      const std::string tmp_name = absl::StrCat(final_name, "-tmp-", random::New64());
-      std::unique_ptr<WritableFile> file;
-      TF_RETURN_IF_ERROR(env->NewWritableFile(tmp_name, &file));
-      io::RecordWriter writer(file.get());
-      Status write_status;
-      std::string record;
-      ht::DumpIterator it;
-      TF_RETURN_IF_ERROR(Guard(
-          [&] {
-            t->Save({i, nshards}, [&](EntryDump&& dump) {
-              if (expire_.IsExpired(dump.id, dump.last_update_ts_sec, max_ts)) return true;
-              record.clear();
-              dump.SerializeTo(&record);
-              write_status = writer.WriteRecord(record);
-              return write_status.ok();
-            }, &it);
-          },
-          absl::StatusCode::kResourceExhausted));
-      TF_RETURN_IF_ERROR(write_status);
-      TF_RETURN_IF_ERROR(writer.Close());
-      TF_RETURN_IF_ERROR(file->Close());
-      return env->RenameFile(tmp_name, final_name);
+      return WriteRecordFileAtomically(
+          ShardFileName(basename, i, nshards), "", [&](io::RecordWriter* writer) {
+            return WriteTableShard(t, expire_, i, nshards, writer, /*written=*/nullptr);
+          });
     });
     all_locked.reset();
     OP_REQUIRES_OK(ctx, status);

@@ -6,7 +6,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tensorflow/core/lib/io/path.h"
+#include "tensorflow/core/platform/env.h"
+#include "tensorflow/core/platform/random.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/platform/errors.h"
 
@@ -75,6 +79,63 @@ void ApplyGradients(HashTableResource* table, const int64_t* id, const float* g,
     t->Optimize(uniq[u], sums.data() + u * dim, lr, req_time, global_step);
   }
   t->RaiseMaxUpdateTs(req_time);
+}
+
+int AutoShards(int requested, int64_t entries) {
+  if (requested > 0) return requested;
+  return static_cast<int>(std::min<int64_t>(4, std::max<int64_t>(1, entries / 1000000)));
+}
+
+Status ParseExpireConfig(const std::string& bytes, ht::SlotExpireTimeConfig* out) {
+  Status s = Guard([&] { *out = ht::ParseSlotExpireTimeConfig(bytes); });
+  if (s.ok()) return s;
+  return errors::InvalidArgument(
+      "Unable to parse config. Make sure it is serialized version of SlotExpireTimeConfig. (",
+      s.message(), ")");
+}
+
+Status CreateParentDir(const std::string& path) {
+  const std::string dir(io::Dirname(path));
+  if (dir.empty()) return OkStatus();
+  Status s = Env::Default()->RecursivelyCreateDir(dir);
+  return errors::IsAlreadyExists(s) ? OkStatus() : s;
+}
+
+Status WriteRecordFileAtomically(const std::string& path, const std::string& compression,
+                                 const std::function<Status(io::RecordWriter*)>& write) {
+  Env* env = Env::Default();
+  const std::string tmp_name = absl::StrCat(path, "-tmp-", random::New64());
+  std::unique_ptr<WritableFile> file;
+  TF_RETURN_IF_ERROR(env->NewWritableFile(tmp_name, &file));
+  {
+    io::RecordWriter writer(file.get(),
+                            io::RecordWriterOptions::CreateRecordWriterOptions(compression));
+    TF_RETURN_IF_ERROR(write(&writer));
+    TF_RETURN_IF_ERROR(writer.Close());
+  }
+  TF_RETURN_IF_ERROR(file->Close());
+  return env->RenameFile(tmp_name, path);
+}
+
+Status WriteTableShard(ht::EmbeddingHashTable* table, const ht::SlotExpireTimeConfig& expire,
+                       int shard, int nshards, io::RecordWriter* writer, uint64_t* written) {
+  const int64_t max_ts = table->max_update_ts_sec();
+  Status status;
+  std::string record;
+  ht::DumpIterator it;
+  TF_RETURN_IF_ERROR(Guard(
+      [&] {
+        table->Save({shard, nshards}, [&](::monolith::EntryDump&& dump) {
+          if (expire.IsExpired(dump.id, dump.last_update_ts_sec, max_ts)) return true;
+          record.clear();
+          dump.SerializeTo(&record);
+          status = writer->WriteRecord(record);
+          if (written != nullptr) ++*written;
+          return status.ok();
+        }, &it);
+      },
+      absl::StatusCode::kResourceExhausted));
+  return status;
 }
 
 Status CheckScalar(const Tensor& t, const char* name) {

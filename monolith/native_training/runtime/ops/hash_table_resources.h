@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "monolith/native_training/runtime/hash_table/hash_filter.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/status.h"
 
 namespace tensorflow {
@@ -80,6 +82,28 @@ void AssignAddRows(HashTableResource* table, const int64_t* id, int64_t n, const
 // every occurrence); lr holds one learning rate per slice.
 void ApplyGradients(HashTableResource* table, const int64_t* id, const float* g, int64_t n,
                     const float* lr, int64_t req_time, int64_t global_step, bool dedup);
+
+// Shard count of a save: `requested` when > 0, else from the entry count (upstream's auto mode;
+// 0 hung upstream, Quirk Q12, and means auto here).
+int AutoShards(int requested, int64_t entries);
+
+// Parses a serialized SlotExpireTimeConfig attr with upstream's error text.
+Status ParseExpireConfig(const std::string& bytes,
+                         ::monolith::hash_table::SlotExpireTimeConfig* out);
+
+// Creates the directory `path` will live in (fine when it exists).
+Status CreateParentDir(const std::string& path);
+
+// Writes `path` as a TFRecord stream (compression "" or "SNAPPY") under a temporary name and
+// renames it once complete, so a failed save never leaves a partial file behind.
+Status WriteRecordFileAtomically(const std::string& path, const std::string& compression,
+                                 const std::function<Status(io::RecordWriter*)>& write);
+
+// Writes shard `shard` of `nshards` of a table's entries (EntryDump records, expired ones
+// skipped) to `writer`, adding the count to *written when given. Hold the table's LockAll.
+Status WriteTableShard(::monolith::hash_table::EmbeddingHashTable* table,
+                       const ::monolith::hash_table::SlotExpireTimeConfig& expire, int shard,
+                       int nshards, io::RecordWriter* writer, uint64_t* written);
 
 // An InvalidArgument naming `name` unless `t` holds exactly one element.
 Status CheckScalar(const Tensor& t, const char* name);

@@ -23,11 +23,9 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/lib/io/path.h"
 #include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/env.h"
-#include "tensorflow/core/platform/random.h"
 #include "tensorflow/core/util/work_sharder.h"
 
 namespace tensorflow {
@@ -395,6 +393,13 @@ class MultiHashTableReinitializeOp : public OpKernel {
 
 std::string MetaBasename(const std::string& basename) { return basename + ".meta"; }
 
+// The shard count of a save, from its complete set of meta files.
+Status CountMetaShards(const std::string& basename, int* nshards) {
+  std::vector<std::string> files;
+  TF_RETURN_IF_ERROR(Env::Default()->GetMatchingPaths(MetaBasename(basename) + "-*", &files));
+  return ValidateShardedFiles(MetaBasename(basename), files, nshards);
+}
+
 std::string EncodeMetadata(const std::string& table_name, uint64_t num_entries) {
   std::string out;
   ::monolith::wire::Writer w(&out);
@@ -444,23 +449,6 @@ Status ReadMetadata(const std::string& path,
   });
 }
 
-Status WriteRecords(const std::string& final_name, bool snappy,
-                    const std::function<Status(io::RecordWriter*)>& write) {
-  Env* env = Env::Default();
-  const std::string tmp_name = absl::StrCat(final_name, "-tmp-", random::New64());
-  std::unique_ptr<WritableFile> file;
-  TF_RETURN_IF_ERROR(env->NewWritableFile(tmp_name, &file));
-  {
-    io::RecordWriter writer(
-        file.get(), io::RecordWriterOptions::CreateRecordWriterOptions(snappy ? "SNAPPY" : ""));
-    TF_RETURN_IF_ERROR(write(&writer));
-    TF_RETURN_IF_ERROR(writer.Close());
-  }
-  TF_RETURN_IF_ERROR(file->Close());
-  // Renamed only once complete: a failed save never leaves a partial shard behind.
-  return env->RenameFile(tmp_name, final_name);
-}
-
 class MultiHashTableSaveOp : public OpKernel {
  public:
   explicit MultiHashTableSaveOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -468,11 +456,8 @@ class MultiHashTableSaveOp : public OpKernel {
     std::string expire;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("slot_expire_time_config", &expire));
     if (expire.empty()) return;  // each table expires entries by its own config
-    Status s = Guard([&] { expire_override_ = ht::ParseSlotExpireTimeConfig(expire); });
-    OP_REQUIRES(ctx, s.ok(),
-                errors::InvalidArgument("Unable to parse config. Make sure it is serialized "
-                                        "version of SlotExpireTimeConfig. (",
-                                        s.message(), ")"));
+    expire_override_.emplace();
+    OP_REQUIRES_OK(ctx, ParseExpireConfig(expire, &*expire_override_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -480,27 +465,20 @@ class MultiHashTableSaveOp : public OpKernel {
     OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &m));
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
     const std::string basename(ctx->input(1).flat<tstring>()(0));
-    const std::string dir(io::Dirname(basename));
-    if (!dir.empty()) {
-      Status s = Env::Default()->RecursivelyCreateDir(dir);
-      OP_REQUIRES(ctx, s.ok() || errors::IsAlreadyExists(s), s);
-    }
+    OP_REQUIRES_OK(ctx, CreateParentDir(basename));
     int64_t total = 0;
     for (int t = 0; t < m->size(); ++t) total += m->table(t)->table()->Size();
-    // As for one table: the auto count grows with the entries, and 0 means auto (Quirk Q12).
-    const int nshards = nshards_ > 0 ? nshards_
-                                     : static_cast<int>(std::min<int64_t>(
-                                           4, std::max<int64_t>(1, total / 1000000)));
+    const int nshards = AutoShards(nshards_, total);
     std::vector<std::unique_ptr<ht::CuckooMap::AllLocked>> locks;
     for (int t = 0; t < m->size(); ++t) locks.push_back(m->table(t)->table()->LockAll());
     for (int i = 0; i < nshards; ++i) {
       std::vector<uint64_t> written(m->size(), 0);
-      OP_REQUIRES_OK(ctx, WriteRecords(ShardFileName(basename, i, nshards), /*snappy=*/true,
+      OP_REQUIRES_OK(ctx, WriteRecordFileAtomically(ShardFileName(basename, i, nshards), "SNAPPY",
                                        [&](io::RecordWriter* writer) {
                                          return WriteShard(m.get(), i, nshards, writer, &written);
                                        }));
-      OP_REQUIRES_OK(ctx, WriteRecords(ShardFileName(MetaBasename(basename), i, nshards),
-                                       /*snappy=*/false, [&](io::RecordWriter* writer) {
+      OP_REQUIRES_OK(ctx, WriteRecordFileAtomically(ShardFileName(MetaBasename(basename), i, nshards),
+                                       "", [&](io::RecordWriter* writer) {
                                          for (int t = 0; t < m->size(); ++t) {
                                            TF_RETURN_IF_ERROR(writer->WriteRecord(
                                                EncodeMetadata(m->name(t), written[t])));
@@ -516,25 +494,9 @@ class MultiHashTableSaveOp : public OpKernel {
                     std::vector<uint64_t>* written) const {
     for (int t = 0; t < m->size(); ++t) {
       ht::EmbeddingHashTable* table = m->table(t)->table();
-      const ht::SlotExpireTimeConfig& expire =
-          expire_override_ ? *expire_override_ : table->config().slot_expire_time_config;
-      const int64_t max_ts = table->max_update_ts_sec();
-      Status status;
-      std::string record;
-      ht::DumpIterator it;
-      TF_RETURN_IF_ERROR(Guard(
-          [&] {
-            table->Save({shard, nshards}, [&](EntryDump&& dump) {
-              if (expire.IsExpired(dump.id, dump.last_update_ts_sec, max_ts)) return true;
-              record.clear();
-              dump.SerializeTo(&record);
-              status = writer->WriteRecord(record);
-              ++(*written)[t];
-              return status.ok();
-            }, &it);
-          },
-          absl::StatusCode::kResourceExhausted));
-      TF_RETURN_IF_ERROR(status);
+      TF_RETURN_IF_ERROR(WriteTableShard(
+          table, expire_override_ ? *expire_override_ : table->config().slot_expire_time_config,
+          shard, nshards, writer, &(*written)[t]));
     }
     return OkStatus();
   }
@@ -556,10 +518,8 @@ class MultiHashTableRestoreOp : public OpKernel {
     OP_REQUIRES_OK(ctx, LookupResource(ctx, HandleFromInput(ctx, 0), &m));
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
     const std::string basename(ctx->input(1).flat<tstring>()(0));
-    std::vector<std::string> files;
-    OP_REQUIRES_OK(ctx, Env::Default()->GetMatchingPaths(MetaBasename(basename) + "-*", &files));
     int nshards = 0;
-    OP_REQUIRES_OK(ctx, ValidateShardedFiles(MetaBasename(basename), files, &nshards));
+    OP_REQUIRES_OK(ctx, CountMetaShards(basename, &nshards));
     std::vector<std::vector<std::pair<std::string, uint64_t>>> metas(nshards);
     std::vector<bool> in_checkpoint(m->size(), false);
     for (int i = 0; i < nshards; ++i) {
@@ -638,10 +598,8 @@ class MultiHashTableFeatureStatOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(0), "basename"));
     const std::string basename(ctx->input(0).flat<tstring>()(0));
-    std::vector<std::string> files;
-    OP_REQUIRES_OK(ctx, Env::Default()->GetMatchingPaths(MetaBasename(basename) + "-*", &files));
     int nshards = 0;
-    OP_REQUIRES_OK(ctx, ValidateShardedFiles(MetaBasename(basename), files, &nshards));
+    OP_REQUIRES_OK(ctx, CountMetaShards(basename, &nshards));
     std::vector<std::string> names;
     std::unordered_map<std::string, uint64_t> counts;
     for (int i = 0; i < nshards; ++i) {
@@ -663,11 +621,6 @@ class MultiHashTableFeatureStatOp : public OpKernel {
     }
   }
 };
-
-Status ForwardHandleShape(InferenceContext* c) {
-  c->set_output(0, c->Scalar());
-  return OkStatus();
-}
 
 REGISTER_OP("CreateMonolithMultiHashTable")
     .Input("filter_handle: resource")
@@ -722,7 +675,7 @@ REGISTER_OP("MonolithMultiHashTableAssign")
     .Input("update_time: int64")
     .Output("output_mtable: resource")
     .SetIsStateful()
-    .SetShapeFn(ForwardHandleShape);
+    .SetShapeFn(shape_inference::ScalarShape);
 
 REGISTER_OP("MonolithMultiHashTableAssignAdd")
     .Input("mtable: resource")
@@ -732,7 +685,7 @@ REGISTER_OP("MonolithMultiHashTableAssignAdd")
     .Input("update_time: int64")
     .Output("output_mtable: resource")
     .SetIsStateful()
-    .SetShapeFn(ForwardHandleShape);
+    .SetShapeFn(shape_inference::ScalarShape);
 
 REGISTER_OP("MonolithMultiHashTableOptimize")
     .Input("mtable: resource")
@@ -744,7 +697,7 @@ REGISTER_OP("MonolithMultiHashTableOptimize")
     .Input("global_step: int64")
     .Output("output_mtable: resource")
     .SetIsStateful()
-    .SetShapeFn(ForwardHandleShape);
+    .SetShapeFn(shape_inference::ScalarShape);
 
 REGISTER_OP("MonolithMultiHashTableReinitialize")
     .Input("mtable: resource")
@@ -766,14 +719,14 @@ REGISTER_OP("MonolithMultiHashTableSave")
     .Attr("nshards: int = -1")
     .Attr("slot_expire_time_config: string = ''")
     .SetIsStateful()
-    .SetShapeFn(ForwardHandleShape);
+    .SetShapeFn(shape_inference::ScalarShape);
 
 REGISTER_OP("MonolithMultiHashTableRestore")
     .Input("mtable: resource")
     .Input("basename: string")
     .Output("output_mtable: resource")
     .SetIsStateful()
-    .SetShapeFn(ForwardHandleShape);
+    .SetShapeFn(shape_inference::ScalarShape);
 
 REGISTER_OP("MonolithMultiHashTableFeatureStat")
     .Input("basename: string")
