@@ -32,8 +32,11 @@ class CuckooMap {
   // Few enough that the stripe array (8 bytes each) stays cached for lock-free readers (upstream
   // has 65536 cache-line spinlocks; the count is not observable, only what a reader pays).
   static constexpr size_t kMaxLocks = 4096;
-  // Keys between the stages of the batch pipelines: enough to cover a memory latency.
+  // Keys between the stages of the batch pipelines: enough to cover a memory latency. Lookups
+  // have fewer lines in flight per key (no optimizer state to prefetch), so they look further
+  // ahead: also for the keys found only in their second bucket.
   static constexpr int64_t kBatchAhead = 8;
+  static constexpr int64_t kLookupAhead = 16;
 
   // A slot's value. `handle` 0 marks an empty slot, so live handles are never 0.
   struct Value {
@@ -148,6 +151,29 @@ class CuckooMap {
     }
   }
 
+  // Like PrefetchedForEach, except that when the pipelined probe found keys[i], update(i, value)
+  // runs with only the stripe of the bucket holding the key locked: every other writer of that
+  // slot or its entry locks that stripe too, and lock-free readers check it. One atomic per key
+  // instead of two. fn(i) runs for the other keys (absent, or moved or resized meanwhile).
+  template <typename PrefetchFn, typename UpdateFn, typename Fn>
+  void PrefetchedUpdate(const int64_t* keys, int64_t n, PrefetchFn&& prefetch, UpdateFn&& update,
+                        Fn&& fn) {
+    int64_t i = 0;
+    while (i < n) {
+      const uint64_t seq = resize_seq_.load(std::memory_order_acquire);
+      const Snapshot snap = TakeSnapshot();
+      auto finish = [&](int64_t j, const Probe& p) {
+        if (p.state != Probe::kFound ||
+            !UpdateInBucket(snap, keys[j], p.bucket, [&](Value& v) { update(j, v); })) {
+          fn(j);
+        }
+        // fn may have grown the table: prefetch from the new buckets from now on.
+        return resize_seq_.load(std::memory_order_relaxed) == seq;
+      };
+      i = Pipeline</*kForLookup=*/false>(keys, i, n, snap, prefetch, finish);
+    }
+  }
+
   // Removes the key; returns its handle or 0 when absent.
   uint32_t Erase(int64_t key);
 
@@ -254,6 +280,7 @@ class CuckooMap {
     enum State : uint8_t { kStarted, kInSecond, kFound, kAbsent, kUnreadable };
     uint64_t b1, b2;  // candidate buckets
     uint64_t v1, v2;  // their stripes' versions before reading
+    uint64_t bucket;  // kFound: the bucket holding the key
     Value value;
     State state;
   };
@@ -275,12 +302,14 @@ class CuckooMap {
     p->state = Probe::kStarted;
   }
   // Looks for the key's slot in `bucket`; true (with p->value) when found.
-  __attribute__((always_inline)) static bool ReadSlot(const Bucket& bucket, int64_t key,
-                                                      Probe* p) {
+  __attribute__((always_inline)) static bool ReadSlot(const Snapshot& snap, uint64_t b,
+                                                      int64_t key, Probe* p) {
+    const Bucket& bucket = snap.buckets[b];
     for (int k = 0; k < kSlotsPerBucket; ++k) {
       if (__atomic_load_n(&bucket.keys[k], __ATOMIC_RELAXED) != key) continue;
       p->value.handle = __atomic_load_n(&bucket.values[k].handle, __ATOMIC_RELAXED);
       p->value.timestamp = __atomic_load_n(&bucket.values[k].timestamp, __ATOMIC_RELAXED);
+      p->bucket = b;
       if (p->value.handle != 0) return true;
     }
     return false;
@@ -299,13 +328,13 @@ class CuckooMap {
       p->state = Probe::kUnreadable;
       return;
     }
-    p->state = ReadSlot(snap.buckets[p->b1], key, p) ? Probe::kFound : Probe::kInSecond;
+    p->state = ReadSlot(snap, p->b1, key, p) ? Probe::kFound : Probe::kInSecond;
   }
   // Finishes a kInSecond probe: kFound or kAbsent. Leaves other states alone.
   __attribute__((always_inline)) static void ReadSecondBucket(const Snapshot& snap, int64_t key,
                                                               Probe* p) {
     if (p->state != Probe::kInSecond) return;
-    p->state = ReadSlot(snap.buckets[p->b2], key, p) ? Probe::kFound : Probe::kAbsent;
+    p->state = ReadSlot(snap, p->b2, key, p) ? Probe::kFound : Probe::kAbsent;
   }
   // True when no writer touched the probe's stripes and no resize or clear ran since `seq` was
   // read, i.e. everything read since ReadFirstBucket is consistent.
@@ -318,20 +347,22 @@ class CuckooMap {
   }
 
   // Runs finish(i, probe of key i) for i in [begin, n) in order until it returns false (stale
-  // snapshot); returns the next i. Key i's first bucket and both stripes are prefetched at step
-  // i - 2 * kBatchAhead (for writing unless kForLookup: writers lock them); its first bucket is
-  // read at step i - kBatchAhead (with the stripe versions if kForLookup), which prefetches the
-  // entry through prefetch(value) or else the second bucket, read at step i - kBatchAhead / 2
-  // (then prefetching the entry). Only keys not in their first bucket cost a second bucket fetch.
+  // snapshot); returns the next i. With A = kLookupAhead if kForLookup, else kBatchAhead: key
+  // i's first bucket and both stripes are prefetched at step i - 2A (for writing unless
+  // kForLookup: writers lock them); its first bucket is read at step i - A (with the stripe
+  // versions if kForLookup), which prefetches the entry through prefetch(value) or else the
+  // second bucket, read at step i - A / 2 (then prefetching the entry). Only keys not in their
+  // first bucket cost a second bucket fetch.
   template <bool kForLookup, typename PrefetchFn, typename FinishFn>
   int64_t Pipeline(const int64_t* keys, int64_t begin, int64_t n, const Snapshot& snap,
                    PrefetchFn& prefetch, FinishFn&& finish) const {
-    constexpr int64_t kRing = 64;  // a power of two (the index is masked) > 2 * kBatchAhead
-    static_assert(2 * kBatchAhead < kRing, "the ring holds the keys in flight");
+    constexpr int64_t kAhead = kForLookup ? kLookupAhead : kBatchAhead;
+    constexpr int64_t kRing = 64;  // a power of two (the index is masked) > 2 * kAhead
+    static_assert(2 * kAhead < kRing, "the ring holds the keys in flight");
     Probe ring[kRing];
     const uint64_t lock_mask = snap.locks->size - 1;
     auto advance = [&](int64_t step) {
-      const int64_t s = step + 2 * kBatchAhead, f = step + kBatchAhead, t = step + kBatchAhead / 2;
+      const int64_t s = step + 2 * kAhead, f = step + kAhead, t = step + kAhead / 2;
       if (s >= begin && s < n) {
         Probe& p = ring[s & (kRing - 1)];
         StartProbe(snap, keys[s], &p);
@@ -344,7 +375,7 @@ class CuckooMap {
         if (kForLookup) {
           ReadFirstBucket(snap, keys[f], &p);
         } else {
-          p.state = ReadSlot(snap.buckets[p.b1], keys[f], &p) ? Probe::kFound : Probe::kInSecond;
+          p.state = ReadSlot(snap, p.b1, keys[f], &p) ? Probe::kFound : Probe::kInSecond;
         }
         if (p.state == Probe::kFound) {
           prefetch(p.value);
@@ -360,7 +391,7 @@ class CuckooMap {
         }
       }
     };
-    for (int64_t step = begin - 2 * kBatchAhead; step < begin; ++step) advance(step);
+    for (int64_t step = begin - 2 * kAhead; step < begin; ++step) advance(step);
     for (int64_t i = begin; i < n; ++i) {
       advance(i);
       if (!finish(i, ring[i & (kRing - 1)])) return i + 1;
@@ -404,6 +435,32 @@ class CuckooMap {
     return (bucket ^ (tag * 0xc6a4a7935bd1e995ULL)) & mask;
   }
 
+  // Runs fn(value) when `key` is in bucket `b` of the snapshot's table, locking only b's
+  // stripe; false (fn not run) when the key is not there or the table was resized.
+  template <typename Fn>
+  bool UpdateInBucket(const Snapshot& snap, int64_t key, uint64_t b, Fn&& fn) {
+    LockArray* locks = const_cast<LockArray*>(snap.locks);
+    const size_t s = b & (locks->size - 1);
+    struct Held {
+      Stripe* stripe;
+      ~Held() { stripe->Unlock(); }
+    } held{&locks->stripes[s]};
+    held.stripe->Lock();
+    // Resizes and clears hold every stripe: none runs while s is held. An unmigrated stripe's
+    // keys are still in the old buckets; the caller's locked path migrates it.
+    if (locks_.load(std::memory_order_acquire) != locks || BucketCount() - 1 != snap.mask ||
+        !locks->migrated[s].load(std::memory_order_acquire)) {
+      return false;
+    }
+    Bucket& bucket = buckets_.load(std::memory_order_relaxed)[b];
+    for (int k = 0; k < kSlotsPerBucket; ++k) {
+      if (bucket.keys[k] == key && bucket.values[k].handle != 0) {
+        fn(bucket.values[k]);
+        return true;
+      }
+    }
+    return false;
+  }
   Locked LockKey(int64_t key);
   void Unlock(const Locked& l);
   // Locks stripes (ascending; one when equal) and finishes their lazy migration; false (nothing

@@ -117,6 +117,100 @@ void TestConcurrentUpdatesMatchSequentialModel() {
   MONOLITH_EXPECT(wrong == 0);
 }
 
+// BatchOptimize (in-place updates of found ids, Upsert for the rest, growth mid-batch) equals
+// per-id Optimize calls bit for bit, duplicates included: Adagrad depends on their order.
+void TestBatchOptimizeMatchesPerIdOptimize() {
+  const int dim = 8;
+  EmbeddingHashTable batched(OneSegmentConfig(dim, Opt(OptimizerConfig::kAdagrad)));
+  EmbeddingHashTable single(OneSegmentConfig(dim, Opt(OptimizerConfig::kAdagrad)));
+  uint64_t x = 88172645463325252ULL;
+  const float lr = 0.05f;
+  for (int b = 0; b < 40; ++b) {
+    const int64_t n = 2000;
+    std::vector<int64_t> ids(n);
+    std::vector<float> grads(n * dim);
+    for (int64_t i = 0; i < n; ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      ids[i] = static_cast<int64_t>(x % 30000);
+      for (int k = 0; k < dim; ++k) {
+        grads[i * dim + k] = static_cast<float>((x >> (8 * k)) % 97) - 48;
+      }
+    }
+    batched.BatchOptimize(ids.data(), n, grads.data(), &lr, b, b);
+    for (int64_t i = 0; i < n; ++i) single.Optimize(ids[i], grads.data() + i * dim, &lr, b, b);
+  }
+  MONOLITH_EXPECT(batched.Size() == single.Size());
+  int wrong = 0;
+  for (int64_t id = 0; id < 30000; ++id) {
+    EntryDump a, e;
+    const bool found = batched.LookupEntry(id, &a);
+    MONOLITH_EXPECT(found == single.LookupEntry(id, &e));
+    wrong += found && a.Serialize() != e.Serialize();
+  }
+  MONOLITH_EXPECT(wrong == 0);
+}
+
+// Threads run BatchOptimize over overlapping ids (duplicates, inserts, doublings) while others
+// AssignAdd and look up; SGD sums are order independent, so the result must equal a replay.
+void TestConcurrentBatchOptimizeMatchesSequentialModel() {
+  const int dim = 4, kThreads = 3, kBatches = 60, kBatch = 1500, kIds = 40000;
+  EmbeddingHashTable t(OneSegmentConfig(dim, Opt(OptimizerConfig::kSgd)));
+  auto batch_ids = [&](int th, int b) {
+    std::vector<int64_t> ids(kBatch);
+    uint64_t x = 0x9e3779b97f4a7c15ULL * (th * kBatches + b + 1);
+    for (auto& id : ids) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      id = static_cast<int64_t>(x % kIds);
+    }
+    return ids;
+  };
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < kThreads; ++th) {
+    threads.emplace_back([&, th] {
+      const float lr = 1;
+      for (int b = 0; b < kBatches; ++b) {
+        const std::vector<int64_t> ids = batch_ids(th, b);
+        std::vector<float> grads(kBatch * dim);
+        for (int i = 0; i < kBatch; ++i) {
+          for (int k = 0; k < dim; ++k) grads[i * dim + k] = -static_cast<float>(ids[i] % 5 + k);
+        }
+        t.BatchOptimize(ids.data(), kBatch, grads.data(), &lr, 0, 0);
+      }
+    });
+  }
+  threads.emplace_back([&] {  // AssignAdd 1 to every id once
+    const float ones[dim] = {1, 1, 1, 1};
+    for (int64_t id = 0; id < kIds; ++id) t.AssignAdd(id, ones, 0);
+  });
+  std::thread reader([&] {
+    std::vector<int64_t> ids(kBatch);
+    std::vector<float> out(kBatch * dim);
+    for (int64_t i = 0; i < kBatch; ++i) ids[i] = i * 7 % kIds;
+    while (!stop.load()) t.BatchLookup(ids.data(), kBatch, out.data());
+  });
+  for (auto& th : threads) th.join();
+  stop.store(true);
+  reader.join();
+  std::vector<std::array<double, dim>> model(kIds);
+  for (auto& m : model) m.fill(1);
+  for (int th = 0; th < kThreads; ++th) {
+    for (int b = 0; b < kBatches; ++b) {
+      for (int64_t id : batch_ids(th, b)) {
+        for (int k = 0; k < dim; ++k) model[id][k] += id % 5 + k;
+      }
+    }
+  }
+  MONOLITH_EXPECT(t.Size() == kIds);
+  int wrong = 0;
+  for (int64_t id = 0; id < kIds; ++id) {
+    float w[dim];
+    t.Lookup(id, w);
+    for (int k = 0; k < dim; ++k) wrong += w[k] != model[id][k];
+  }
+  MONOLITH_EXPECT(wrong == 0);
+}
+
 // Lock-free lookups racing with growth, updates and clears never return a torn row: every
 // write keeps all elements of a row equal, so any mixed row would be a torn read.
 void TestOptimisticLookupsNeverTorn() {
@@ -508,6 +602,9 @@ int main() {
       {"SingleThread", TestSingleThread},
       {"MultiThread", TestMultiThread},
       {"ConcurrentUpdatesMatchSequentialModel", TestConcurrentUpdatesMatchSequentialModel},
+      {"BatchOptimizeMatchesPerIdOptimize", TestBatchOptimizeMatchesPerIdOptimize},
+      {"ConcurrentBatchOptimizeMatchesSequentialModel",
+       TestConcurrentBatchOptimizeMatchesSequentialModel},
       {"OptimisticLookupsNeverTorn", TestOptimisticLookupsNeverTorn},
       {"BatchLookupFindsStableIdsDuringGrowth", TestBatchLookupFindsStableIdsDuringGrowth},
       {"BatchLookupLargeOutput", TestBatchLookupLargeOutput},

@@ -2,62 +2,121 @@
 
 #include <algorithm>
 #include <cstring>
+#include <immintrin.h>
+#include <type_traits>
 
 namespace monolith {
 namespace layout {
 namespace {
 
-// Four floats as a GCC/Clang vector: the pooling loops below keep whole tiles of a slice in
+// Eight (four) floats as a GCC/Clang vector: the pooling loops below keep whole tiles of a slice in
 // registers while the fids are added, instead of re-reading and re-writing the destination per fid
-// (that store-to-load chain, not the arithmetic, bounded the scalar loops).
+// (that store-to-load chain, not the arithmetic, bounded the scalar loops). Built with -mavx (see
+// BUILD), V8 is one YMM register; the results do not depend on the vector width.
+typedef float V8 __attribute__((vector_size(32)));
 typedef float V4 __attribute__((vector_size(16)));
-inline V4 Load4(const float* p) {
-  V4 v;
+template <class V>
+inline V Load(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void Store4(float* p, V4 v) { std::memcpy(p, &v, sizeof v); }
+template <class V>
+inline void Store(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// A non-temporal store of an aligned tile (p: 32-byte aligned for V8, 16 for V4).
+inline void Stream(float* p, V8 v) { _mm256_stream_ps(p, reinterpret_cast<__m256>(v)); }
+inline void Stream(float* p, V4 v) { _mm_stream_ps(p, reinterpret_cast<__m128>(v)); }
 
 inline void Add(float* __restrict dst, const float* __restrict src, int w) {
   for (int t = 0; t < w; ++t) dst[t] += src[t];
 }
 
-// Pools the terms src_k[0, w) (MEAN: src_k / n, term by term as upstream, not Σ · (1/n), so results
-// are bit-identical) of `srcs[0, n)` onto dst, left to right per element exactly like upstream's
-// per-fid `+=`. With `assign` the first term is stored instead (an exclusive region that was not
-// zeroed; upstream assigns the first fid too), and n == 0 stores zeros.
+// A width-1 slice pooled in the same pass over an entry's fids as a wider one (typically a bias
+// layout next to a vector layout): one loop over the fids instead of two.
+struct Rider {
+  int64_t off;  // element of E(f) pooled
+  bool assign;
+  float* dst;
+};
+constexpr int kMaxRiders = 4;
+
+// Pools the terms srcs[k][off, off + w) (MEAN: term / n, term by term as upstream, not Σ · (1/n),
+// so results are bit-identical) for k in [0, n) onto dst[0, w), left to right per element exactly
+// like upstream's per-fid `+=`. With `assign` the first term is stored instead (an exclusive region
+// that was not zeroed; upstream assigns the first fid too), and n == 0 stores zeros. The
+// `num_riders` riders (w >= 8 when there are any) are pooled the same way during the first tile.
+// `stream` (only with assign, dst 64-byte aligned and w % 16 == 0): dst is written with
+// non-temporal stores of whole cache lines, see StreamsOutput.
 template <bool kMean>
-void PoolTerms(const float* const* srcs, int64_t n, int w, float nf, bool assign, float* dst) {
-  if (assign && n == 0) {
-    std::fill(dst, dst + w, 0.f);
+inline void PoolTerms(const float* const* srcs, int64_t n, int64_t off, int w, float nf, bool assign,
+                      float* __restrict dst, const Rider* riders = nullptr, int num_riders = 0,
+                      bool stream = false) {
+  if (n == 0) {
+    if (assign) std::fill(dst, dst + w, 0.f);  // (rare: not worth streaming)
+    for (int j = 0; j < num_riders; ++j) {
+      if (riders[j].assign) *riders[j].dst = 0.f;
+    }
     return;
   }
-  const V4 nv = {nf, nf, nf, nf};
-  auto term = [&](int64_t k, int t) { return kMean ? Load4(srcs[k] + t) / nv : Load4(srcs[k] + t); };
-  const int64_t k0 = assign ? 1 : 0;
-  int t = 0;
-  for (; t + 16 <= w; t += 16) {
-    V4 a0 = assign ? term(0, t) : Load4(dst + t), a1 = assign ? term(0, t + 4) : Load4(dst + t + 4),
-       a2 = assign ? term(0, t + 8) : Load4(dst + t + 8), a3 = assign ? term(0, t + 12) : Load4(dst + t + 12);
-    for (int64_t k = k0; k < n; ++k) {
-      a0 += term(k, t);
-      a1 += term(k, t + 4);
-      a2 += term(k, t + 8);
-      a3 += term(k, t + 12);
+  // a[j] = (assign ? term_0 : dst + term_0) then += term_k, for the tile of kTiles V's at dst + t.
+  auto tile = [&](auto v, auto tiles, int t, bool with_riders) {
+    using V = decltype(v);
+    constexpr int kTiles = decltype(tiles)::value, kLanes = sizeof(V) / sizeof(float);
+    auto term = [&](int64_t k, int j) {
+      const V x = Load<V>(srcs[k] + off + t + j * kLanes);
+      return kMean ? x / nf : x;
+    };
+    auto rider_term = [&](int64_t k, int j) {
+      return kMean ? srcs[k][riders[j].off] / nf : srcs[k][riders[j].off];
+    };
+    V a[kTiles];
+    for (int j = 0; j < kTiles; ++j) a[j] = assign ? term(0, j) : Load<V>(dst + t + j * kLanes) + term(0, j);
+    float ra[kMaxRiders];
+    if (with_riders) {
+      for (int j = 0; j < num_riders; ++j) {
+        ra[j] = riders[j].assign ? rider_term(0, j) : *riders[j].dst + rider_term(0, j);
+      }
     }
-    Store4(dst + t, a0);
-    Store4(dst + t + 4, a1);
-    Store4(dst + t + 8, a2);
-    Store4(dst + t + 12, a3);
+    for (int64_t k = 1; k < n; ++k) {
+      for (int j = 0; j < kTiles; ++j) a[j] += term(k, j);
+      if (with_riders) {
+        for (int j = 0; j < num_riders; ++j) ra[j] += rider_term(k, j);
+      }
+    }
+    for (int j = 0; j < kTiles; ++j) {
+      if (stream) {
+        Stream(dst + t + j * kLanes, a[j]);
+      } else {
+        Store<V>(dst + t + j * kLanes, a[j]);
+      }
+    }
+    if (with_riders) {
+      for (int j = 0; j < num_riders; ++j) *riders[j].dst = ra[j];
+    }
+  };
+  using One = std::integral_constant<int, 1>;
+  int t = 0;
+  bool with_riders = num_riders > 0;
+  for (; t + 32 <= w; t += 32, with_riders = false) tile(V8{}, std::integral_constant<int, 4>{}, t, with_riders);
+  if (t + 16 <= w) {
+    tile(V8{}, std::integral_constant<int, 2>{}, t, with_riders);
+    t += 16;
+    with_riders = false;
   }
-  for (; t + 4 <= w; t += 4) {
-    V4 a = assign ? term(0, t) : Load4(dst + t);
-    for (int64_t k = k0; k < n; ++k) a += term(k, t);
-    Store4(dst + t, a);
+  if (t + 8 <= w) {
+    tile(V8{}, One{}, t, with_riders);
+    t += 8;
+  }
+  if (t + 4 <= w) {
+    tile(V4{}, One{}, t, false);
+    t += 4;
   }
   for (; t < w; ++t) {
-    float a = assign ? (kMean ? srcs[0][t] / nf : srcs[0][t]) : dst[t];
-    for (int64_t k = k0; k < n; ++k) a += kMean ? srcs[k][t] / nf : srcs[k][t];
+    auto term1 = [&](int64_t k) { return kMean ? srcs[k][off + t] / nf : srcs[k][off + t]; };
+    float a = assign ? term1(0) : dst[t] + term1(0);
+    for (int64_t k = 1; k < n; ++k) a += term1(k);
     dst[t] = a;
   }
 }
@@ -189,12 +248,19 @@ inline bool PoolEntry(const SliceInfo& s, const std::vector<Block>& blocks, cons
     }
     const bool first = assign && c == begin;
     if (s.pooling == kMean) {
-      PoolTerms<true>(srcs, m, w, nf, first, dst);
+      PoolTerms<true>(srcs, m, 0, w, nf, first, dst);
     } else {
-      PoolTerms<false>(srcs, m, w, nf, first, dst);
+      PoolTerms<false>(srcs, m, 0, w, nf, first, dst);
     }
   }
   return true;
+}
+
+// Every cache line of p[0, n): a wide embedding row spans several, and fetching only the first
+// left the rest to be missed one after another.
+template <bool kForWrite>
+inline void PrefetchLines(const float* p, int64_t n) {
+  for (int64_t t = 0; t < n; t += 64 / sizeof(float)) __builtin_prefetch(p + t, kForWrite);
 }
 
 // Starts loading (or, for the gradient scatter, acquiring for writing) the embeddings of entry e.
@@ -215,9 +281,9 @@ inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, co
     const int64_t off = static_cast<int64_t>(i2) * b.stride + s.start;
     if (off + s.width > b.count) continue;
     if (for_write) {
-      __builtin_prefetch(b.data + off, 1);
+      PrefetchLines<true>(b.data + off, s.width);
     } else {
-      __builtin_prefetch(b.data + off);
+      PrefetchLines<false>(b.data + off, s.width);
     }
   }
 }
@@ -229,6 +295,7 @@ inline void PrefetchRegion(const SliceInfo& s, const float* dst) {
 }
 
 constexpr int64_t kPrefetchEntries = 4;
+constexpr int64_t kPrefetchFids = 8;
 
 // Adds (or, `assign`, copies) a pooled region into another row's region, element ranges only (a
 // FIRSTN region may interleave with other slices').
@@ -306,6 +373,106 @@ std::string ForwardSliceRows(const LayoutConfig& config, const SliceInfo& s, con
   return "";
 }
 
+// How ForwardRows pools a step's SUM/MEAN slices per row: `order` is applied in turn, and the
+// riders join the first of them (a slice of width >= 8). A slice may be moved (to the front, or
+// into the rider pass) only if no other of these slices writes its output, or its output is
+// exclusive, so every output element still receives its terms in upstream's order.
+struct PooledPlan {
+  std::vector<const SliceInfo*> order;
+  std::vector<bool> stream;  // per `order` entry: StreamsOutput
+  const SliceInfo* riders[kMaxRiders] = {};
+  int num_riders = 0;
+};
+
+// Whether a slice's regions are written with non-temporal stores: a slice of an exclusive
+// output whose region in every row is whole, aligned cache lines. Each feature writes one column
+// of the row-major output and the next feature's column is far away, so with ordinary stores every
+// line is read from memory first (and the output, tens of MiB, evicts the embeddings from the
+// caches), only to be overwritten whole.
+bool StreamsOutput(const LayoutConfig& config, const SliceInfo& s, const std::vector<FloatBuffer>& outputs) {
+  constexpr int64_t kLine = 64 / sizeof(float);
+  const OutputInfo& info = config.outputs()[s.output];
+  return info.exclusive && s.pooling != kFirstN && s.width % kLine == 0 && s.offset % kLine == 0 &&
+         info.row_elems % kLine == 0 && reinterpret_cast<uintptr_t>(outputs[s.output].data) % 64 == 0;
+}
+
+PooledPlan PlanPooled(const LayoutConfig& config, const std::vector<const SliceInfo*>& pooled,
+                      const std::vector<FloatBuffer>& outputs) {
+  auto movable = [&](const SliceInfo* s) {
+    if (config.outputs()[s->output].exclusive) return true;
+    for (const SliceInfo* t : pooled) {
+      if (t != s && t->output == s->output) return false;
+    }
+    return true;
+  };
+  PooledPlan plan;
+  const SliceInfo* main = nullptr;
+  for (const SliceInfo* s : pooled) {
+    if (!main && s->width >= 8 && movable(s)) main = s;
+  }
+  if (main) plan.order.push_back(main);
+  for (const SliceInfo* s : pooled) {
+    if (s == main) continue;
+    if (main && s->width == 1 && plan.num_riders < kMaxRiders && movable(s)) {
+      plan.riders[plan.num_riders++] = s;
+    } else {
+      plan.order.push_back(s);
+    }
+  }
+  for (const SliceInfo* s : plan.order) plan.stream.push_back(StreamsOutput(config, *s, outputs));
+  return plan;
+}
+
+// The fids of `rows` consecutive entries from first_entry, resolved to E(f)[0] and bounds-checked
+// for the step's widest slice in one tight pass (reporting the error the pooling order would meet
+// first), so the pooling loops run without decoding or checks. Entry i's fids are
+// base[first[i], first[i + 1]).
+struct ResolvedRows {
+  std::vector<int64_t> first;
+  std::vector<const float*> base;
+};
+
+std::string ResolveRows(const std::vector<Block>& blocks, const Offsets& o, const SliceInfo& widest,
+                        int64_t first_entry, int64_t rows, ResolvedRows* out) {
+  std::string err;
+  out->first.resize(rows + 1);
+  int64_t total = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    int64_t begin = 0, end = 0;
+    if (!EntryFids(o, widest, first_entry + i, &begin, &end, &err)) {
+      // An earlier entry's fids may be invalid too: those come first in the pooling order.
+      for (int64_t j = 0; j < i; ++j) {
+        EntryFids(o, widest, first_entry + j, &begin, &end, &err);
+        for (int64_t k = begin; k < end; ++k) {
+          if (!ResolveBase(blocks, o.fid_offset[k], widest, &err)) return err;
+        }
+      }
+      EntryFids(o, widest, first_entry + i, &begin, &end, &err);
+      return err;
+    }
+    out->first[i] = total;
+    total += end - begin;
+  }
+  out->first[rows] = total;
+  out->base.resize(total);
+  const Block* b = blocks.data();
+  const uint64_t num_blocks = blocks.size();
+  const int64_t reach = widest.start + widest.width;
+  const float** base = out->base.data();
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t begin = o.feature_offset[first_entry + i];
+    const uint64_t* v = o.fid_offset + begin;
+    for (int64_t k = 0, n = out->first[i + 1] - out->first[i]; k < n; ++k) {
+      const uint64_t i1 = v[k] >> 32;
+      const int32_t i2 = static_cast<int32_t>(v[k] & 0xffffffffu);
+      const int64_t off = static_cast<int64_t>(i2) * (i1 < num_blocks ? b[i1].stride : 0);
+      if (i1 >= num_blocks || i2 < 0 || off + reach > b[i1].count) return ResolveError(blocks, v[k], widest);
+      *base++ = b[i1].data + off;
+    }
+  }
+  return "";
+}
+
 // Rows [row_begin, row_end) of every layout, step by step, each step over all the rows. Outputs
 // that are not exclusive were zeroed by the caller. The per-element operation order is upstream's
 // serial one, so any partition of the rows gives bit-identical results.
@@ -314,6 +481,8 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
                         int64_t row_end, const std::vector<FloatBuffer>& outputs) {
   std::vector<float> tmp;
   std::vector<const SliceInfo*> pooled;  // the step's SUM/MEAN slices
+  ResolvedRows rows;
+  Rider riders[kMaxRiders];
   for (const Step& step : steps) {
     FeatureEntries fe;
     std::string err = DecodeFeature(o, *step.widest, &fe);
@@ -329,40 +498,49 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
     }
     if (pooled.empty()) continue;
     const SliceInfo& widest = *step.widest;
+    err = ResolveRows(blocks, o, widest, fe.start + row_begin, row_end - row_begin, &rows);
+    if (!err.empty()) return err;
+    const PooledPlan plan = PlanPooled(config, pooled, outputs);
+    for (int j = 0; j < plan.num_riders; ++j) {
+      riders[j].off = plan.riders[j]->start;
+      riders[j].assign = config.outputs()[plan.riders[j]->output].exclusive;
+    }
     const bool mean = widest.pooling == kMean;
+    const int64_t total = rows.first.back();
+    auto dst_of = [&](const SliceInfo& s, int64_t r) {
+      return outputs[s.output].data + s.offset + r * config.outputs()[s.output].row_elems;
+    };
     for (int64_t r = row_begin; r < row_end; ++r) {
-      if (r + kPrefetchEntries < row_end) {
-        PrefetchEntry(blocks, o, widest, fe.start + r + kPrefetchEntries, false);
-        for (const SliceInfo* s : pooled) {
-          PrefetchRegion(*s, outputs[s->output].data + s->offset +
-                                 (r + kPrefetchEntries) * config.outputs()[s->output].row_elems);
+      const int64_t i = r - row_begin;
+      if (r + kPrefetchEntries < row_end && total > 0) {
+        // A fixed number of fids (about one entry's worth and more), so that no branch depends on
+        // the entry's length.
+        const int64_t f = rows.first[i + kPrefetchEntries];
+        for (int64_t k = 0; k < kPrefetchFids; ++k) {
+          PrefetchLines<false>(rows.base[std::min(f + k, total - 1)] + widest.start, widest.width);
         }
+        for (size_t j = 0; j < plan.order.size(); ++j) {
+          if (!plan.stream[j]) PrefetchRegion(*plan.order[j], dst_of(*plan.order[j], r + kPrefetchEntries));
+        }
+        for (int j = 0; j < plan.num_riders; ++j) PrefetchRegion(*plan.riders[j], dst_of(*plan.riders[j], r + kPrefetchEntries));
       }
-      int64_t begin = 0, end = 0;
-      if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
-      const float nf = static_cast<float>(end - begin);
-      const float* base[kChunk];
-      const float* srcs[kChunk];
-      for (int64_t c = begin; c == begin || c < end; c += kChunk) {
-        const int64_t m = std::min(kChunk, end - c);
-        for (int64_t k = 0; k < m; ++k) {
-          base[k] = ResolveBase(blocks, o.fid_offset[c + k], widest, &err);
-          if (!base[k]) return err;
-        }
-        for (const SliceInfo* s : pooled) {
-          const OutputInfo& info = config.outputs()[s->output];
-          float* dst = outputs[s->output].data + s->offset + r * info.row_elems;
-          const bool assign = info.exclusive && c == begin;
-          for (int64_t k = 0; k < m; ++k) srcs[k] = base[k] + s->start;
-          if (mean) {
-            PoolTerms<true>(srcs, m, s->width, nf, assign, dst);
-          } else {
-            PoolTerms<false>(srcs, m, s->width, nf, assign, dst);
-          }
+      const float* const* base = rows.base.data() + rows.first[i];
+      const int64_t n = rows.first[i + 1] - rows.first[i];
+      const float nf = static_cast<float>(n);
+      for (int j = 0; j < plan.num_riders; ++j) riders[j].dst = dst_of(*plan.riders[j], r);
+      for (size_t j = 0; j < plan.order.size(); ++j) {
+        const SliceInfo& s = *plan.order[j];
+        const bool assign = config.outputs()[s.output].exclusive;
+        const int nr = j == 0 ? plan.num_riders : 0;
+        if (mean) {
+          PoolTerms<true>(base, n, s.start, s.width, nf, assign, dst_of(s, r), riders, nr, plan.stream[j]);
+        } else {
+          PoolTerms<false>(base, n, s.start, s.width, nf, assign, dst_of(s, r), riders, nr, plan.stream[j]);
         }
       }
     }
   }
+  _mm_sfence();  // the non-temporal stores are visible to whoever joins this thread
   return "";
 }
 

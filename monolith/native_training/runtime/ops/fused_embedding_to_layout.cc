@@ -10,10 +10,7 @@
 #include <string>
 #include <vector>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
+#include "monolith/native_training/runtime/common/huge_pages.h"
 #include "monolith/native_training/runtime/layout/layout_config.h"
 #include "monolith/native_training/runtime/layout/layout_kernels.h"
 #include "tensorflow/core/framework/op.h"
@@ -204,19 +201,6 @@ FloatBuffer BufferOf(const Tensor& t) {
   return {const_cast<float*>(t.flat<float>().data()), t.NumElements()};
 }
 
-// Layout tensors and embedding gradients are tens of MiB, usually fresh from the allocator, and
-// written once: first-touch page faults cost about as much as the pooling itself. Asking for
-// transparent huge pages turns 512 faults per 2 MiB into one (THP "madvise" mode is the common
-// default; elsewhere the call is a no-op).
-void AdviseHugePages(const FloatBuffer& b) {
-#ifdef __linux__
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(b.data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = reinterpret_cast<uintptr_t>(b.data + b.size) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
-
 Status ToStatus(const std::string& err) {
   return err.empty() ? OkStatus() : errors::InvalidArgument(err);
 }
@@ -327,7 +311,7 @@ class LayoutKernelBase : public OpKernel {
       Tensor* t;
       TF_RETURN_IF_ERROR(list.allocate(i, shape, &t));
       outs->push_back(BufferOf(*t));
-      AdviseHugePages(outs->back());
+      ::monolith::AdviseHugePages(outs->back().data, outs->back().size * sizeof(float));
     }
     return OkStatus();
   }
@@ -340,7 +324,7 @@ class LayoutKernelBase : public OpKernel {
       Tensor* t;
       TF_RETURN_IF_ERROR(list.allocate(i, embeddings[i].shape(), &t));
       grads->push_back(BufferOf(*t));
-      AdviseHugePages(grads->back());
+      ::monolith::AdviseHugePages(grads->back().data, grads->back().size * sizeof(float));
     }
     return OkStatus();
   }

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "monolith/native_training/runtime/common/entry_dump.h"
+#include "monolith/native_training/runtime/common/huge_pages.h"
 #include "monolith/native_training/runtime/hash_table/config.h"
 #include "monolith/native_training/runtime/hash_table/embedding_hash_table.h"
 #include "monolith/native_training/runtime/hash_table/hash_filter.h"
@@ -216,6 +217,7 @@ class HashTableLookupOp : public TableOpKernel {
     const int64_t n = ids.NumElements();
     Tensor* out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({n, dim_size_}), &out));
+    ::monolith::AdviseHugePages(out->data(), out->TotalBytes());
     const int64_t* id = ids.flat<int64_t>().data();
     float* emb = out->flat<float>().data();
     auto work = [&](int64_t begin, int64_t end) {
