@@ -21,7 +21,7 @@ namespace {
 
 namespace ht = ::monolith::hash_table;
 
-// Only the sliding (counting) filter has state; dummy and probabilistic filters save nothing.
+// The sliding filter, or null for the stateless dummy and probabilistic filters.
 ht::CountingHashFilter* CountingFilterOrNull(HashFilterResource* filter) {
   return dynamic_cast<ht::CountingHashFilter*>(filter->filter());
 }
@@ -76,46 +76,58 @@ class FilterOpKernel : public OpKernel {
   virtual void ComputeWithFilter(OpKernelContext* ctx, HashFilterResource* filter) = 0;
 };
 
-class HashFilterSaveOp : public FilterOpKernel {
+// Base of save and restore: inputs (handle, basename), output the handle. Only the sliding
+// (counting) filter has state; for the others both are no-ops.
+class FilterFileOpKernel : public FilterOpKernel {
  public:
   using FilterOpKernel::FilterOpKernel;
 
-  void ComputeWithFilter(OpKernelContext* ctx, HashFilterResource* filter) override {
+  void ComputeWithFilter(OpKernelContext* ctx, HashFilterResource* filter) final {
     OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
-    const std::string basename(ctx->input(1).flat<tstring>()(0));
     if (ht::CountingHashFilter* counting = CountingFilterOrNull(filter)) {
-      OP_REQUIRES_OK(ctx, CreateParentDir(basename));
-      for (int split = 0; split < counting->split_num(); ++split) {
-        OP_REQUIRES_OK(ctx, WriteSplit(*counting, split, basename));
-      }
+      OP_REQUIRES_OK(ctx, Run(counting, std::string(ctx->input(1).flat<tstring>()(0))));
     }
     ctx->set_output(0, ctx->input(0));
   }
+
+ protected:
+  virtual Status Run(ht::CountingHashFilter* filter, const std::string& basename) = 0;
 };
 
-class HashFilterRestoreOp : public FilterOpKernel {
+class HashFilterSaveOp : public FilterFileOpKernel {
  public:
-  using FilterOpKernel::FilterOpKernel;
+  using FilterFileOpKernel::FilterFileOpKernel;
 
-  void ComputeWithFilter(OpKernelContext* ctx, HashFilterResource* filter) override {
-    OP_REQUIRES_OK(ctx, CheckScalar(ctx->input(1), "basename"));
-    const std::string basename(ctx->input(1).flat<tstring>()(0));
-    if (ht::CountingHashFilter* counting = CountingFilterOrNull(filter)) {
-      std::vector<std::string> files;
-      OP_REQUIRES_OK(ctx, Env::Default()->GetMatchingPaths(basename + "-*", &files));
-      int nshards = 0;
-      OP_REQUIRES_OK(ctx, ValidateShardedFiles(basename, files, &nshards));
-      // Everything is read and checked before the filter changes: a bad file leaves it intact.
-      std::vector<std::pair<int64_t, uint8_t>> counts;
-      for (int i = 0; i < nshards; ++i) {
-        OP_REQUIRES_OK(ctx, ReadSplit(ShardFileName(basename, i, nshards), &counts));
-      }
-      counting->Clear();
-      for (const auto& [id, count] : counts) counting->SetCount(id, count);
-      LOG(INFO) << "Hash filter restored " << counts.size() << " counts from " << nshards
-                << " files of " << basename;
+ private:
+  Status Run(ht::CountingHashFilter* filter, const std::string& basename) override {
+    TF_RETURN_IF_ERROR(CreateParentDir(basename));
+    for (int split = 0; split < filter->split_num(); ++split) {
+      TF_RETURN_IF_ERROR(WriteSplit(*filter, split, basename));
     }
-    ctx->set_output(0, ctx->input(0));
+    return OkStatus();
+  }
+};
+
+class HashFilterRestoreOp : public FilterFileOpKernel {
+ public:
+  using FilterFileOpKernel::FilterFileOpKernel;
+
+ private:
+  Status Run(ht::CountingHashFilter* filter, const std::string& basename) override {
+    std::vector<std::string> files;
+    TF_RETURN_IF_ERROR(Env::Default()->GetMatchingPaths(basename + "-*", &files));
+    int nshards = 0;
+    TF_RETURN_IF_ERROR(ValidateShardedFiles(basename, files, &nshards));
+    // Everything is read and checked before the filter changes: a bad file leaves it intact.
+    std::vector<std::pair<int64_t, uint8_t>> counts;
+    for (int i = 0; i < nshards; ++i) {
+      TF_RETURN_IF_ERROR(ReadSplit(ShardFileName(basename, i, nshards), &counts));
+    }
+    filter->Clear();
+    for (const auto& [id, count] : counts) filter->SetCount(id, count);
+    LOG(INFO) << "Hash filter restored " << counts.size() << " counts from " << nshards
+              << " files of " << basename;
+    return OkStatus();
   }
 };
 
