@@ -12,7 +12,6 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/platform/env.h"
 
 namespace tensorflow {
@@ -40,26 +39,13 @@ Status WriteSplit(const ht::CountingHashFilter& filter, int split, const std::st
 
 // Appends every (id, count) of one split file to *out.
 Status ReadSplit(const std::string& path, std::vector<std::pair<int64_t, uint8_t>>* out) {
-  std::unique_ptr<RandomAccessFile> file;
-  TF_RETURN_IF_ERROR(Env::Default()->NewRandomAccessFile(path, &file));
-  io::RecordReader reader(file.get());
   ht::FilterSplitDecoder decoder(path, [out](int64_t id, uint8_t count) {
     out->emplace_back(id, count);
   });
-  uint64_t offset = 0;
-  tstring record;
-  try {
-    for (;;) {
-      Status s = reader.ReadRecord(&offset, &record);
-      if (errors::IsOutOfRange(s)) break;
-      TF_RETURN_IF_ERROR(s);
-      decoder.Add(std::string_view(record.data(), record.size()));
-    }
-    decoder.Finish();
-  } catch (const std::exception& e) {
-    return errors::InvalidArgument(e.what());
-  }
-  return OkStatus();
+  TF_RETURN_IF_ERROR(ReadRecordFile(path, "", [&](const tstring& record) {
+    return Guard([&] { decoder.Add(std::string_view(record.data(), record.size())); });
+  }));
+  return Guard([&] { decoder.Finish(); });
 }
 
 class FilterOpKernel : public OpKernel {

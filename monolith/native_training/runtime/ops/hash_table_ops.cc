@@ -27,7 +27,6 @@
 #include "tensorflow/core/framework/resource_op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/lib/io/path.h"
-#include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/blocking_counter.h"
 #include "tensorflow/core/platform/env.h"
@@ -456,26 +455,11 @@ class HashTableSaveOp : public TableOpKernel {
 
 // Reads every EntryDump record of `path`, calling fn(dump) -> Status.
 Status ForEachRecord(const std::string& path, const std::function<Status(EntryDump&&)>& fn) {
-  std::unique_ptr<RandomAccessFile> file;
-  TF_RETURN_IF_ERROR(Env::Default()->NewRandomAccessFile(path, &file));
-  io::RecordReaderOptions options;
-  options.buffer_size = 10 << 20;
-  io::RecordReader reader(file.get(), options);
-  uint64_t offset = 0;
-  tstring record;
-  for (;;) {
-    Status s = reader.ReadRecord(&offset, &record);
-    if (errors::IsOutOfRange(s)) return OkStatus();
-    TF_RETURN_IF_ERROR(s);
+  return ReadRecordFile(path, "", [&](const tstring& record) {
     EntryDump dump;
-    try {
-      dump = EntryDump::Parse(std::string_view(record.data(), record.size()));
-    } catch (const std::exception& e) {
-      return errors::FailedPrecondition("Unable to parse data. Data might be corrupted (", path,
-                                        ": ", e.what(), ")");
-    }
-    TF_RETURN_IF_ERROR(fn(std::move(dump)));
-  }
+    TF_RETURN_IF_ERROR(ParseEntryDump(record, path, &dump));
+    return fn(std::move(dump));
+  });
 }
 
 class HashTableRestoreOp : public TableOpKernel {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tensorflow/core/lib/io/path.h"
+#include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/platform/random.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -115,6 +116,33 @@ Status WriteRecordFileAtomically(const std::string& path, const std::string& com
   }
   TF_RETURN_IF_ERROR(file->Close());
   return env->RenameFile(tmp_name, path);
+}
+
+Status ReadRecordFile(const std::string& path, const std::string& compression,
+                      const std::function<Status(const tstring&)>& fn) {
+  std::unique_ptr<RandomAccessFile> file;
+  TF_RETURN_IF_ERROR(Env::Default()->NewRandomAccessFile(path, &file));
+  io::RecordReaderOptions options = io::RecordReaderOptions::CreateRecordReaderOptions(compression);
+  options.buffer_size = 10 << 20;  // dumps are read start to end: large sequential reads
+  io::RecordReader reader(file.get(), options);
+  uint64_t offset = 0;
+  tstring record;
+  for (;;) {
+    Status s = reader.ReadRecord(&offset, &record);
+    if (errors::IsOutOfRange(s)) return OkStatus();
+    TF_RETURN_IF_ERROR(s);
+    TF_RETURN_IF_ERROR(fn(record));
+  }
+}
+
+Status ParseEntryDump(const tstring& record, const std::string& path, ::monolith::EntryDump* out) {
+  try {
+    *out = ::monolith::EntryDump::Parse(std::string_view(record.data(), record.size()));
+  } catch (const std::exception& e) {
+    return errors::FailedPrecondition("Unable to parse data. Data might be corrupted (", path,
+                                      ": ", e.what(), ")");
+  }
+  return OkStatus();
 }
 
 Status WriteTableShard(ht::EmbeddingHashTable* table, const ht::SlotExpireTimeConfig& expire,

@@ -99,6 +99,13 @@ Status CreateParentDir(const std::string& path);
 Status WriteRecordFileAtomically(const std::string& path, const std::string& compression,
                                  const std::function<Status(io::RecordWriter*)>& write);
 
+// Calls fn(record) for every record of the TFRecord file `path` (compression "" or "SNAPPY").
+Status ReadRecordFile(const std::string& path, const std::string& compression,
+                      const std::function<Status(const tstring&)>& fn);
+
+// Parses one EntryDump record of `path`; FailedPrecondition naming the file when corrupt.
+Status ParseEntryDump(const tstring& record, const std::string& path, ::monolith::EntryDump* out);
+
 // Writes shard `shard` of `nshards` of a table's entries (EntryDump records, expired ones
 // skipped) to `writer`, adding the count to *written when given. Hold the table's LockAll.
 Status WriteTableShard(::monolith::hash_table::EmbeddingHashTable* table,

@@ -23,7 +23,6 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/shape_inference.h"
-#include "tensorflow/core/lib/io/record_reader.h"
 #include "tensorflow/core/lib/io/record_writer.h"
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/util/work_sharder.h"
@@ -424,26 +423,9 @@ std::pair<std::string, uint64_t> DecodeMetadata(std::string_view bytes) {
   return out;
 }
 
-// Calls fn(record) for every record of `path`.
-Status ForEachRecordIn(const std::string& path, bool snappy,
-                       const std::function<Status(const tstring&)>& fn) {
-  std::unique_ptr<RandomAccessFile> file;
-  TF_RETURN_IF_ERROR(Env::Default()->NewRandomAccessFile(path, &file));
-  io::RecordReader reader(file.get(),
-                          io::RecordReaderOptions::CreateRecordReaderOptions(snappy ? "SNAPPY" : ""));
-  uint64_t offset = 0;
-  tstring record;
-  for (;;) {
-    Status s = reader.ReadRecord(&offset, &record);
-    if (errors::IsOutOfRange(s)) return OkStatus();
-    TF_RETURN_IF_ERROR(s);
-    TF_RETURN_IF_ERROR(fn(record));
-  }
-}
-
 Status ReadMetadata(const std::string& path,
                     std::vector<std::pair<std::string, uint64_t>>* out) {
-  return ForEachRecordIn(path, /*snappy=*/false, [&](const tstring& record) {
+  return ReadRecordFile(path, "", [&](const tstring& record) {
     return Guard([&] { out->push_back(DecodeMetadata(std::string_view(record))); },
                  absl::StatusCode::kFailedPrecondition);
   });
@@ -553,7 +535,7 @@ class MultiHashTableRestoreOp : public OpKernel {
                             bool write) {
     size_t segment = 0;
     uint64_t seen_in_segment = 0;
-    TF_RETURN_IF_ERROR(ForEachRecordIn(path, /*snappy=*/true, [&](const tstring& record) {
+    TF_RETURN_IF_ERROR(ReadRecordFile(path, "SNAPPY", [&](const tstring& record) {
       while (segment < meta.size() && seen_in_segment == meta[segment].second) {
         ++segment;
         seen_in_segment = 0;
@@ -565,9 +547,7 @@ class MultiHashTableRestoreOp : public OpKernel {
       const int t = m->IndexOf(meta[segment].first);
       if (t < 0) return OkStatus();  // a table this graph no longer has
       EntryDump dump;
-      TF_RETURN_IF_ERROR(Guard(
-          [&] { dump = EntryDump::Parse(std::string_view(record.data(), record.size())); },
-          absl::StatusCode::kFailedPrecondition));
+      TF_RETURN_IF_ERROR(ParseEntryDump(record, path, &dump));
       ht::EmbeddingHashTable* table = m->table(t)->table();
       if (write) {
         return Guard([&] { table->Restore(dump); }, absl::StatusCode::kResourceExhausted);
