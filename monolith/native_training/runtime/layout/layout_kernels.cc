@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <immintrin.h>
 #include <type_traits>
 
 namespace monolith {
@@ -25,12 +24,11 @@ template <class V>
 inline void Store(float* p, V v) {
   std::memcpy(p, &v, sizeof v);
 }
-// A non-temporal store of an aligned tile (p: 32-byte aligned for V8, 16 for V4).
-inline void Stream(float* p, V8 v) { _mm256_stream_ps(p, reinterpret_cast<__m256>(v)); }
-inline void Stream(float* p, V4 v) { _mm_stream_ps(p, reinterpret_cast<__m128>(v)); }
 
 inline void Add(float* __restrict dst, const float* __restrict src, int w) {
-  for (int t = 0; t < w; ++t) dst[t] += src[t];
+  int t = 0;
+  for (; t + 8 <= w; t += 8) Store<V8>(dst + t, Load<V8>(dst + t) + Load<V8>(src + t));
+  for (; t < w; ++t) dst[t] += src[t];
 }
 
 // A width-1 slice pooled in the same pass over an entry's fids as a wider one (typically a bias
@@ -40,77 +38,82 @@ struct Rider {
   bool assign;
   float* dst;
 };
-constexpr int kMaxRiders = 4;
+
+// The embeddings of one entry's (checked) fids, decoded as they are pooled: srcs[k] is E(f_k)[0].
+struct FidSources {
+  const Block* blocks;
+  const uint64_t* fid_offset;
+  float* operator[](int64_t k) const {
+    const Block& b = blocks[fid_offset[k] >> 32];
+    return b.data + static_cast<int64_t>(static_cast<int32_t>(fid_offset[k] & 0xffffffffu)) * b.stride;
+  }
+};
+
+// One tile of kTiles vectors V at dst: a[j] = (assign ? term_0 : dst + term_0), then += term_k
+// (MEAN: term / n), with the rider (if kRider) pooled in the same loop. The rider and the tile
+// count are compile-time so that every accumulator stays in a register.
+template <bool kMean, bool kRider, class V, int kTiles, class Srcs>
+[[gnu::always_inline]] inline void PoolTile(const Srcs& srcs, int64_t n, int64_t off, float nf,
+                                            bool assign, float* __restrict dst, const Rider* rider) {
+  constexpr int kLanes = sizeof(V) / sizeof(float);
+  auto term = [&](int64_t k, int j) {
+    const V x = Load<V>(srcs[k] + off + j * kLanes);
+    return kMean ? x / nf : x;
+  };
+  const int64_t rider_off = kRider ? rider->off : 0;
+  auto rider_term = [&](int64_t k) { return kMean ? srcs[k][rider_off] / nf : srcs[k][rider_off]; };
+  V a[kTiles];
+#pragma GCC unroll 4
+  for (int j = 0; j < kTiles; ++j) a[j] = assign ? term(0, j) : Load<V>(dst + j * kLanes) + term(0, j);
+  float ra = 0.f;
+  if (kRider) ra = rider->assign ? rider_term(0) : *rider->dst + rider_term(0);
+  for (int64_t k = 1; k < n; ++k) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kTiles; ++j) a[j] += term(k, j);
+    if (kRider) ra += rider_term(k);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < kTiles; ++j) {
+    Store<V>(dst + j * kLanes, a[j]);
+  }
+  if (kRider) *rider->dst = ra;
+}
 
 // Pools the terms srcs[k][off, off + w) (MEAN: term / n, term by term as upstream, not Σ · (1/n),
 // so results are bit-identical) for k in [0, n) onto dst[0, w), left to right per element exactly
 // like upstream's per-fid `+=`. With `assign` the first term is stored instead (an exclusive region
-// that was not zeroed; upstream assigns the first fid too), and n == 0 stores zeros. The
-// `num_riders` riders (w >= 8 when there are any) are pooled the same way during the first tile.
-// `stream` (only with assign, dst 64-byte aligned and w % 16 == 0): dst is written with
-// non-temporal stores of whole cache lines, see StreamsOutput.
-template <bool kMean>
-inline void PoolTerms(const float* const* srcs, int64_t n, int64_t off, int w, float nf, bool assign,
-                      float* __restrict dst, const Rider* riders = nullptr, int num_riders = 0,
-                      bool stream = false) {
+// that was not zeroed; upstream assigns the first fid too), and n == 0 stores zeros. The rider
+// (kRider, w >= 8) is pooled the same way during the first tile.
+template <bool kMean, bool kRider = false, class Srcs>
+[[gnu::always_inline]] inline void PoolTerms(const Srcs& srcs, int64_t n, int64_t off, int w, float nf, bool assign,
+                      float* __restrict dst, const Rider* rider = nullptr) {
   if (n == 0) {
-    if (assign) std::fill(dst, dst + w, 0.f);  // (rare: not worth streaming)
-    for (int j = 0; j < num_riders; ++j) {
-      if (riders[j].assign) *riders[j].dst = 0.f;
-    }
+    if (assign) std::fill(dst, dst + w, 0.f);
+    if (kRider && rider->assign) *rider->dst = 0.f;
     return;
   }
-  // a[j] = (assign ? term_0 : dst + term_0) then += term_k, for the tile of kTiles V's at dst + t.
-  auto tile = [&](auto v, auto tiles, int t, bool with_riders) {
-    using V = decltype(v);
-    constexpr int kTiles = decltype(tiles)::value, kLanes = sizeof(V) / sizeof(float);
-    auto term = [&](int64_t k, int j) {
-      const V x = Load<V>(srcs[k] + off + t + j * kLanes);
-      return kMean ? x / nf : x;
-    };
-    auto rider_term = [&](int64_t k, int j) {
-      return kMean ? srcs[k][riders[j].off] / nf : srcs[k][riders[j].off];
-    };
-    V a[kTiles];
-    for (int j = 0; j < kTiles; ++j) a[j] = assign ? term(0, j) : Load<V>(dst + t + j * kLanes) + term(0, j);
-    float ra[kMaxRiders];
-    if (with_riders) {
-      for (int j = 0; j < num_riders; ++j) {
-        ra[j] = riders[j].assign ? rider_term(0, j) : *riders[j].dst + rider_term(0, j);
-      }
-    }
-    for (int64_t k = 1; k < n; ++k) {
-      for (int j = 0; j < kTiles; ++j) a[j] += term(k, j);
-      if (with_riders) {
-        for (int j = 0; j < num_riders; ++j) ra[j] += rider_term(k, j);
-      }
-    }
-    for (int j = 0; j < kTiles; ++j) {
-      if (stream) {
-        Stream(dst + t + j * kLanes, a[j]);
-      } else {
-        Store<V>(dst + t + j * kLanes, a[j]);
-      }
-    }
-    if (with_riders) {
-      for (int j = 0; j < num_riders; ++j) *riders[j].dst = ra[j];
-    }
-  };
-  using One = std::integral_constant<int, 1>;
   int t = 0;
-  bool with_riders = num_riders > 0;
-  for (; t + 32 <= w; t += 32, with_riders = false) tile(V8{}, std::integral_constant<int, 4>{}, t, with_riders);
+  if (kRider) {  // the first tile, with the rider
+    t = w >= 32 ? 32 : w >= 16 ? 16 : 8;
+    if (t == 32) {
+      PoolTile<kMean, kRider, V8, 4>(srcs, n, off, nf, assign, dst, rider);
+    } else if (t == 16) {
+      PoolTile<kMean, kRider, V8, 2>(srcs, n, off, nf, assign, dst, rider);
+    } else {
+      PoolTile<kMean, kRider, V8, 1>(srcs, n, off, nf, assign, dst, rider);
+    }
+  }
+  for (; t + 32 <= w; t += 32) PoolTile<kMean, false, V8, 4>(srcs, n, off + t, nf, assign, dst + t, nullptr);
   if (t + 16 <= w) {
-    tile(V8{}, std::integral_constant<int, 2>{}, t, with_riders);
+    PoolTile<kMean, false, V8, 2>(srcs, n, off + t, nf, assign, dst + t, nullptr);
     t += 16;
-    with_riders = false;
   }
   if (t + 8 <= w) {
-    tile(V8{}, One{}, t, with_riders);
+    PoolTile<kMean, false, V8, 1>(srcs, n, off + t, nf, assign, dst + t, nullptr);
     t += 8;
   }
   if (t + 4 <= w) {
-    tile(V4{}, One{}, t, false);
+    PoolTile<kMean, false, V4, 1>(srcs, n, off + t, nf, assign, dst + t, nullptr);
     t += 4;
   }
   for (; t < w; ++t) {
@@ -204,14 +207,6 @@ inline float* Resolve(const std::vector<Block>& blocks, uint64_t v, const SliceI
 // order (a chunk continues from the partial sum stored by the previous one).
 constexpr int64_t kChunk = 32;
 
-// Address of E(f)[0] for one fid_offset value, bounds-checked for the elements [0, s.start + s.width)
-// of the slice `s` reaching furthest into the embedding (the slices sharing one fid walk).
-inline const float* ResolveBase(const std::vector<Block>& blocks, uint64_t v, const SliceInfo& s,
-                                std::string* err) {
-  const float* p = Resolve(blocks, v, s, err);
-  return p ? p - s.start : nullptr;
-}
-
 // Pools the fids [begin, end) of one entry into dst (the slice's region of one row). `assign`: the
 // region belongs to this slice alone and was not zeroed, so every element of it is stored.
 inline bool PoolEntry(const SliceInfo& s, const std::vector<Block>& blocks, const Offsets& o,
@@ -295,7 +290,7 @@ inline void PrefetchRegion(const SliceInfo& s, const float* dst) {
 }
 
 constexpr int64_t kPrefetchEntries = 4;
-constexpr int64_t kPrefetchFids = 8;
+constexpr int64_t kPrefetchFids = 16;
 
 // Adds (or, `assign`, copies) a pooled region into another row's region, element ranges only (a
 // FIRSTN region may interleave with other slices').
@@ -373,28 +368,24 @@ std::string ForwardSliceRows(const LayoutConfig& config, const SliceInfo& s, con
   return "";
 }
 
-// How ForwardRows pools a step's SUM/MEAN slices per row: `order` is applied in turn, and the
-// riders join the first of them (a slice of width >= 8). A slice may be moved (to the front, or
-// into the rider pass) only if no other of these slices writes its output, or its output is
-// exclusive, so every output element still receives its terms in upstream's order.
-struct PooledPlan {
-  std::vector<const SliceInfo*> order;
-  std::vector<bool> stream;  // per `order` entry: StreamsOutput
-  const SliceInfo* riders[kMaxRiders] = {};
-  int num_riders = 0;
+// Where one pooled slice writes: row r's region starts at base + r * row_elems.
+struct PooledTarget {
+  const SliceInfo* slice = nullptr;
+  float* base = nullptr;
+  int64_t row_elems = 0;
+  bool assign = false;  // an exclusive output: stored, not added
+  float* Row(int64_t r) const { return base + r * row_elems; }
 };
 
-// Whether a slice's regions are written with non-temporal stores: a slice of an exclusive
-// output whose region in every row is whole, aligned cache lines. Each feature writes one column
-// of the row-major output and the next feature's column is far away, so with ordinary stores every
-// line is read from memory first (and the output, tens of MiB, evicts the embeddings from the
-// caches), only to be overwritten whole.
-bool StreamsOutput(const LayoutConfig& config, const SliceInfo& s, const std::vector<FloatBuffer>& outputs) {
-  constexpr int64_t kLine = 64 / sizeof(float);
-  const OutputInfo& info = config.outputs()[s.output];
-  return info.exclusive && s.pooling != kFirstN && s.width % kLine == 0 && s.offset % kLine == 0 &&
-         info.row_elems % kLine == 0 && reinterpret_cast<uintptr_t>(outputs[s.output].data) % 64 == 0;
-}
+// How ForwardRows pools a step's SUM/MEAN slices per row: `order` is applied in turn, and the
+// rider (a width-1 slice), if any, joins the first of them (a slice of width >= 8). A slice may be
+// moved (to the front, or into the rider pass) only if no other of these slices writes its output,
+// or its output is exclusive, so every output element still receives its terms in upstream's order.
+struct PooledPlan {
+  std::vector<PooledTarget> order;
+  bool has_rider = false;
+  PooledTarget rider;
+};
 
 PooledPlan PlanPooled(const LayoutConfig& config, const std::vector<const SliceInfo*>& pooled,
                       const std::vector<FloatBuffer>& outputs) {
@@ -405,72 +396,61 @@ PooledPlan PlanPooled(const LayoutConfig& config, const std::vector<const SliceI
     }
     return true;
   };
+  auto target = [&](const SliceInfo* s) {
+    const OutputInfo& info = config.outputs()[s->output];
+    return PooledTarget{s, outputs[s->output].data + s->offset, info.row_elems, info.exclusive};
+  };
   PooledPlan plan;
   const SliceInfo* main = nullptr;
   for (const SliceInfo* s : pooled) {
     if (!main && s->width >= 8 && movable(s)) main = s;
   }
-  if (main) plan.order.push_back(main);
+  if (main) plan.order.push_back(target(main));
   for (const SliceInfo* s : pooled) {
     if (s == main) continue;
-    if (main && s->width == 1 && plan.num_riders < kMaxRiders && movable(s)) {
-      plan.riders[plan.num_riders++] = s;
+    if (main && s->width == 1 && !plan.has_rider && movable(s)) {
+      plan.has_rider = true;
+      plan.rider = target(s);
     } else {
-      plan.order.push_back(s);
+      plan.order.push_back(target(s));
     }
   }
-  for (const SliceInfo* s : plan.order) plan.stream.push_back(StreamsOutput(config, *s, outputs));
   return plan;
 }
 
-// The fids of `rows` consecutive entries from first_entry, resolved to E(f)[0] and bounds-checked
-// for the step's widest slice in one tight pass (reporting the error the pooling order would meet
-// first), so the pooling loops run without decoding or checks. Entry i's fids are
-// base[first[i], first[i + 1]).
-struct ResolvedRows {
-  std::vector<int64_t> first;
-  std::vector<const float*> base;
-};
-
-std::string ResolveRows(const std::vector<Block>& blocks, const Offsets& o, const SliceInfo& widest,
-                        int64_t first_entry, int64_t rows, ResolvedRows* out) {
-  std::string err;
-  out->first.resize(rows + 1);
-  int64_t total = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    int64_t begin = 0, end = 0;
-    if (!EntryFids(o, widest, first_entry + i, &begin, &end, &err)) {
-      // An earlier entry's fids may be invalid too: those come first in the pooling order.
-      for (int64_t j = 0; j < i; ++j) {
-        EntryFids(o, widest, first_entry + j, &begin, &end, &err);
-        for (int64_t k = begin; k < end; ++k) {
-          if (!ResolveBase(blocks, o.fid_offset[k], widest, &err)) return err;
-        }
-      }
-      EntryFids(o, widest, first_entry + i, &begin, &end, &err);
-      return err;
-    }
-    out->first[i] = total;
-    total += end - begin;
-  }
-  out->first[rows] = total;
-  out->base.resize(total);
+// Whether every fid of one entry lies inside its block for the elements [0, reach) (the step's
+// widest slice), checked just before the entry is pooled (its fids are then in L1) so that the
+// pooling loops run without checks and the first error met is the first in pooling order.
+inline bool CheckFids(const std::vector<Block>& blocks, const uint64_t* fids, int64_t n, int64_t reach,
+                      const SliceInfo& widest, std::string* err) {
   const Block* b = blocks.data();
   const uint64_t num_blocks = blocks.size();
-  const int64_t reach = widest.start + widest.width;
-  const float** base = out->base.data();
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t begin = o.feature_offset[first_entry + i];
-    const uint64_t* v = o.fid_offset + begin;
-    for (int64_t k = 0, n = out->first[i + 1] - out->first[i]; k < n; ++k) {
-      const uint64_t i1 = v[k] >> 32;
-      const int32_t i2 = static_cast<int32_t>(v[k] & 0xffffffffu);
-      const int64_t off = static_cast<int64_t>(i2) * (i1 < num_blocks ? b[i1].stride : 0);
-      if (i1 >= num_blocks || i2 < 0 || off + reach > b[i1].count) return ResolveError(blocks, v[k], widest);
-      *base++ = b[i1].data + off;
+  for (int64_t k = 0; k < n; ++k) {
+    const uint64_t i1 = fids[k] >> 32;
+    const int32_t i2 = static_cast<int32_t>(fids[k] & 0xffffffffu);
+    if (i1 >= num_blocks || i2 < 0 || static_cast<int64_t>(i2) * b[i1].stride + reach > b[i1].count) {
+      *err = ResolveError(blocks, fids[k], widest);
+      return false;
     }
   }
-  return "";
+  return true;
+}
+
+// Prefetches (for writing: kForWrite) the embeddings of the fids kPrefetchFids positions after
+// the entry [begin, end): those of a later entry, a few rows ahead. Prefetches never fault, and an
+// invalid offset is reported when its entry is checked.
+template <bool kForWrite>
+inline void PrefetchFidsAhead(const std::vector<Block>& blocks, const Offsets& o, int64_t begin, int64_t end,
+                              const SliceInfo& widest) {
+  for (int64_t k = begin + kPrefetchFids, k_end = std::min(end + kPrefetchFids, o.num_fids); k < k_end; ++k) {
+    const uint64_t i1 = o.fid_offset[k] >> 32;
+    if (i1 < blocks.size()) {
+      const Block& b = blocks[i1];
+      const uintptr_t at = reinterpret_cast<uintptr_t>(b.data) +
+                           (static_cast<uint32_t>(o.fid_offset[k]) * b.stride + widest.start) * sizeof(float);
+      PrefetchLines<kForWrite>(reinterpret_cast<const float*>(at), widest.width);
+    }
+  }
 }
 
 // Rows [row_begin, row_end) of every layout, step by step, each step over all the rows. Outputs
@@ -481,8 +461,7 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
                         int64_t row_end, const std::vector<FloatBuffer>& outputs) {
   std::vector<float> tmp;
   std::vector<const SliceInfo*> pooled;  // the step's SUM/MEAN slices
-  ResolvedRows rows;
-  Rider riders[kMaxRiders];
+  Rider rider;
   for (const Step& step : steps) {
     FeatureEntries fe;
     std::string err = DecodeFeature(o, *step.widest, &fe);
@@ -498,49 +477,41 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
     }
     if (pooled.empty()) continue;
     const SliceInfo& widest = *step.widest;
-    err = ResolveRows(blocks, o, widest, fe.start + row_begin, row_end - row_begin, &rows);
-    if (!err.empty()) return err;
+    const int64_t reach = widest.start + widest.width;
     const PooledPlan plan = PlanPooled(config, pooled, outputs);
-    for (int j = 0; j < plan.num_riders; ++j) {
-      riders[j].off = plan.riders[j]->start;
-      riders[j].assign = config.outputs()[plan.riders[j]->output].exclusive;
+    if (plan.has_rider) {
+      rider.off = plan.rider.slice->start;
+      rider.assign = plan.rider.assign;
     }
     const bool mean = widest.pooling == kMean;
-    const int64_t total = rows.first.back();
-    auto dst_of = [&](const SliceInfo& s, int64_t r) {
-      return outputs[s.output].data + s.offset + r * config.outputs()[s.output].row_elems;
-    };
+    int64_t begin = 0, end = 0;
     for (int64_t r = row_begin; r < row_end; ++r) {
-      const int64_t i = r - row_begin;
-      if (r + kPrefetchEntries < row_end && total > 0) {
-        // A fixed number of fids (about one entry's worth and more), so that no branch depends on
-        // the entry's length.
-        const int64_t f = rows.first[i + kPrefetchEntries];
-        for (int64_t k = 0; k < kPrefetchFids; ++k) {
-          PrefetchLines<false>(rows.base[std::min(f + k, total - 1)] + widest.start, widest.width);
-        }
-        for (size_t j = 0; j < plan.order.size(); ++j) {
-          if (!plan.stream[j]) PrefetchRegion(*plan.order[j], dst_of(*plan.order[j], r + kPrefetchEntries));
-        }
-        for (int j = 0; j < plan.num_riders; ++j) PrefetchRegion(*plan.riders[j], dst_of(*plan.riders[j], r + kPrefetchEntries));
-      }
-      const float* const* base = rows.base.data() + rows.first[i];
-      const int64_t n = rows.first[i + 1] - rows.first[i];
+      const int64_t e = fe.start + r;
+      if (!EntryFids(o, widest, e, &begin, &end, &err)) return err;
+      const int64_t n = end - begin;
+      if (!CheckFids(blocks, o.fid_offset + begin, n, reach, widest, &err)) return err;
+      PrefetchFidsAhead<false>(blocks, o, begin, end, widest);
+      const FidSources srcs{blocks.data(), o.fid_offset + begin};
       const float nf = static_cast<float>(n);
-      for (int j = 0; j < plan.num_riders; ++j) riders[j].dst = dst_of(*plan.riders[j], r);
+      rider.dst = plan.rider.Row(r);
       for (size_t j = 0; j < plan.order.size(); ++j) {
-        const SliceInfo& s = *plan.order[j];
-        const bool assign = config.outputs()[s.output].exclusive;
-        const int nr = j == 0 ? plan.num_riders : 0;
-        if (mean) {
-          PoolTerms<true>(base, n, s.start, s.width, nf, assign, dst_of(s, r), riders, nr, plan.stream[j]);
+        const PooledTarget& t = plan.order[j];
+        const int64_t off = t.slice->start;
+        const int w = t.slice->width;
+        if (j == 0 && plan.has_rider) {
+          if (mean) {
+            PoolTerms<true, true>(srcs, n, off, w, nf, t.assign, t.Row(r), &rider);
+          } else {
+            PoolTerms<false, true>(srcs, n, off, w, nf, t.assign, t.Row(r), &rider);
+          }
+        } else if (mean) {
+          PoolTerms<true>(srcs, n, off, w, nf, t.assign, t.Row(r));
         } else {
-          PoolTerms<false>(base, n, s.start, s.width, nf, assign, dst_of(s, r), riders, nr, plan.stream[j]);
+          PoolTerms<false>(srcs, n, off, w, nf, t.assign, t.Row(r));
         }
       }
     }
   }
-  _mm_sfence();  // the non-temporal stores are visible to whoever joins this thread
   return "";
 }
 
@@ -557,12 +528,11 @@ struct Ownership {
   }
 };
 
-// Scatters the gradient region g of one entry into the owned fids' gradient blocks. MEAN adds
-// g / n, computed once per entry into `g_over_n` (the values upstream computes per fid).
-inline bool ScatterEntry(const SliceInfo& s, const std::vector<Block>& blocks, const Offsets& o,
-                         int64_t begin, int64_t end, const float* g, std::vector<float>* g_over_n,
-                         const Ownership& own, std::string* err) {
-  const int64_t n = end - begin;
+// Scatters the gradient region g of one entry, whose n fids were checked, into the owned fids'
+// gradient blocks. MEAN adds g / n, computed once per entry into `g_over_n` (the values upstream
+// computes per fid).
+inline void ScatterEntry(const SliceInfo& s, const FidSources& fids, int64_t n, const float* g,
+                         std::vector<float>* g_over_n, const Ownership& own) {
   const int64_t kept = s.pooling == kFirstN ? std::min<int64_t>(n, s.max_sequence_length) : n;
   if (s.pooling == kMean && n > 0) {
     const float nf = static_cast<float>(n);
@@ -571,12 +541,8 @@ inline bool ScatterEntry(const SliceInfo& s, const std::vector<Block>& blocks, c
     g = g_over_n->data();
   }
   for (int64_t k = 0; k < kept; ++k) {
-    const uint64_t v = o.fid_offset[begin + k];
-    float* dst = Resolve(blocks, v, s, err);
-    if (!dst) return false;
-    if (own.Owns(v)) Add(dst, s.pooling == kFirstN ? g + k * s.seq_stride : g, s.width);
+    if (own.Owns(fids.fid_offset[k])) Add(fids[k] + s.start, s.pooling == kFirstN ? g + k * s.seq_stride : g, s.width);
   }
-  return true;
 }
 
 // The backward of every step over all rows, scattering only the fids `own` owns. A step's slices
@@ -584,8 +550,9 @@ inline bool ScatterEntry(const SliceInfo& s, const std::vector<Block>& blocks, c
 // slice inside a vector slice) sums its terms in another order than upstream's layout-major loop
 // (as upstream's parallel and GPU kernels do); the result does not depend on the partition.
 // `step_block[j]`: the one block all fids of step j address, if so (-1 otherwise); only its owner
-// runs such a step, without per-fid checks. Returns the error of the earliest failing step, its
-// index in *error_step.
+// runs such a step, without per-fid ownership checks. Each entry's fids are checked against the
+// step's widest slice before any of them is scattered. Returns the error of the earliest failing
+// step, its index in *error_step.
 std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& steps,
                          const std::vector<int64_t>& step_block, const std::vector<Block>& blocks,
                          const Offsets& o, int64_t batch_size, const std::vector<FloatBuffer>& grads,
@@ -600,33 +567,35 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
     std::string err = DecodeFeature(o, *step.widest, &fe);
     if (!err.empty()) return err;
     if (fe.count == 0) continue;
-    for (const SliceInfo* sp : step.slices) {
-      const SliceInfo& s = *sp;
-      const float* g = grads[s.output].data + s.offset;
-      const int64_t row = config.outputs()[s.output].row_elems;
-      int64_t begin = 0, end = 0;
-      if (fe.shared) {
-        // Every row pooled the same entry: sum the rows' gradients, then scatter once.
-        tmp.assign(s.region, 0.f);
-        for (int64_t r = 0; r < batch_size; ++r) PlaceRegion(s, g + r * row, tmp.data(), false);
-        if (!EntryFids(o, s, fe.start, &begin, &end, &err)) return err;
-        if (!ScatterEntry(s, blocks, o, begin, end, tmp.data(), &g_over_n, own, &err)) return err;
+    const SliceInfo& widest = *step.widest;
+    const int64_t reach = widest.start + widest.width;
+    int64_t begin = 0, end = 0;
+    if (fe.shared) {
+      // Every row pooled the same entry: sum the rows' gradients, then scatter once.
+      if (!EntryFids(o, widest, fe.start, &begin, &end, &err)) return err;
+      if (!CheckFids(blocks, o.fid_offset + begin, end - begin, reach, widest, &err)) return err;
+      for (const SliceInfo* s : step.slices) {
+        const float* g = grads[s->output].data + s->offset;
+        const int64_t row = config.outputs()[s->output].row_elems;
+        tmp.assign(s->region, 0.f);
+        for (int64_t r = 0; r < batch_size; ++r) PlaceRegion(*s, g + r * row, tmp.data(), false);
+        ScatterEntry(*s, FidSources{blocks.data(), o.fid_offset + begin}, end - begin, tmp.data(), &g_over_n, own);
       }
+      continue;
     }
-    if (fe.shared) continue;
     for (int64_t r = 0; r < batch_size; ++r) {
+      if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
+      if (!CheckFids(blocks, o.fid_offset + begin, end - begin, reach, widest, &err)) return err;
+      PrefetchFidsAhead<true>(blocks, o, begin, end, widest);
       if (r + kPrefetchEntries < batch_size) {
-        PrefetchEntry(blocks, o, *step.widest, fe.start + r + kPrefetchEntries, true);
         for (const SliceInfo* s : step.slices) {
-          PrefetchRegion(*s, grads[s->output].data + s->offset +
-                                 (r + kPrefetchEntries) * config.outputs()[s->output].row_elems);
+          PrefetchRegion(*s, grads[s->output].data + s->offset + (r + kPrefetchEntries) * config.outputs()[s->output].row_elems);
         }
       }
-      int64_t begin = 0, end = 0;
-      if (!EntryFids(o, *step.widest, fe.start + r, &begin, &end, &err)) return err;
+      const FidSources fids{blocks.data(), o.fid_offset + begin};
       for (const SliceInfo* s : step.slices) {
         const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
-        if (!ScatterEntry(*s, blocks, o, begin, end, g, &g_over_n, own, &err)) return err;
+        ScatterEntry(*s, fids, end - begin, g, &g_over_n, own);
       }
     }
   }
