@@ -298,8 +298,8 @@ void TestBadInput() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Wide slices (the vector tiles, a bias slice pooled in the same pass, non-temporal stores into a
-// 64-byte aligned output), empty entries and duplicated fids: the forward is bit-identical to
+// Wide slices (the vector tiles, a bias slice pooled in the same pass), empty entries and
+// duplicated fids: the forward is bit-identical to
 // upstream's serial loop, the backward to its adjoint in the order BackwardRows documents, with or
 // without threads.
 
