@@ -106,9 +106,11 @@ Offsets OffsetsOf(const Workload& w) {
                  static_cast<int64_t>(w.nfl_offset.size())};
 }
 
-// Upstream's serial CPU loop: per layout, slice and row, each fid's slice added into the output
-// (MEAN: element / n). `outputs` must be zeroed.
-void PeerForward(const Workload& w, std::vector<Floats>* outputs) {
+// Upstream's serial CPU loop order: per layout, slice and row, each fid of the row's entry;
+// visit(slice, element offset of the row's slice region in its output, the fid's slice in its
+// table, entry length).
+template <class Visit>
+void ForEachTerm(const Workload& w, Visit&& visit) {
   const Offsets o = OffsetsOf(w);
   for (const LayoutInfo& layout : w.config.layouts()) {
     for (const SliceInfo& s : layout.slices) {
@@ -116,33 +118,31 @@ void PeerForward(const Workload& w, std::vector<Floats>* outputs) {
       for (int64_t r = 0; r < w.batch; ++r) {
         const int64_t e = o.nfl_offset[s.feature_idx] + r;
         const int64_t begin = o.feature_offset[e], end = e + 1 < o.num_entries ? o.feature_offset[e + 1] : o.num_fids;
-        float* dst = (*outputs)[s.output].data() + r * row_elems + s.offset;
         for (int64_t i = begin; i < end; ++i) {
-          const float* src = w.tables[o.fid_offset[i] >> 32].data() + (o.fid_offset[i] & 0xffffffffu) + s.start;
-          for (int t = 0; t < s.width; ++t) dst[t] += s.pooling == kMean ? src[t] / (end - begin) : src[t];
+          visit(s, r * row_elems + s.offset, o.fid_offset[i] >> 32, (o.fid_offset[i] & 0xffffffffu) + s.start,
+                end - begin);
         }
       }
     }
   }
 }
 
-void PeerBackward(const Workload& w, const std::vector<Floats>& grads,
-                  std::vector<Floats>* table_grads) {
-  const Offsets o = OffsetsOf(w);
-  for (const LayoutInfo& layout : w.config.layouts()) {
-    for (const SliceInfo& s : layout.slices) {
-      const int64_t row_elems = w.config.outputs()[s.output].row_elems;
-      for (int64_t r = 0; r < w.batch; ++r) {
-        const int64_t e = o.nfl_offset[s.feature_idx] + r;
-        const int64_t begin = o.feature_offset[e], end = e + 1 < o.num_entries ? o.feature_offset[e + 1] : o.num_fids;
-        const float* g = grads[s.output].data() + r * row_elems + s.offset;
-        for (int64_t i = begin; i < end; ++i) {
-          float* dst = (*table_grads)[o.fid_offset[i] >> 32].data() + (o.fid_offset[i] & 0xffffffffu) + s.start;
-          for (int t = 0; t < s.width; ++t) dst[t] += s.pooling == kMean ? g[t] / (end - begin) : g[t];
-        }
-      }
-    }
-  }
+// The peer: each fid's slice added into the output (MEAN: element / n). `outputs` must be zeroed.
+void PeerForward(const Workload& w, std::vector<Floats>* outputs) {
+  ForEachTerm(w, [&](const SliceInfo& s, int64_t out, int64_t table, int64_t elem, int64_t n) {
+    float* dst = (*outputs)[s.output].data() + out;
+    const float* src = w.tables[table].data() + elem;
+    for (int t = 0; t < s.width; ++t) dst[t] += s.pooling == kMean ? src[t] / n : src[t];
+  });
+}
+
+// Its adjoint: each output gradient added into the fid's row. `table_grads` must be zeroed.
+void PeerBackward(const Workload& w, const std::vector<Floats>& grads, std::vector<Floats>* table_grads) {
+  ForEachTerm(w, [&](const SliceInfo& s, int64_t out, int64_t table, int64_t elem, int64_t n) {
+    const float* g = grads[s.output].data() + out;
+    float* dst = (*table_grads)[table].data() + elem;
+    for (int t = 0; t < s.width; ++t) dst[t] += s.pooling == kMean ? g[t] / n : g[t];
+  });
 }
 
 ParallelRunner Threads() {
