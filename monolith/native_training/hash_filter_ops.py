@@ -1,6 +1,5 @@
 """Hash filters: occurrence-threshold admission of new ids into hash tables, their checkpoint
 listeners and the gradient intercept."""
-import os
 from typing import List
 
 from absl import logging
@@ -166,12 +165,9 @@ class HashFilterCheckpointRestorerListener(basic_restore_hook.CheckpointRestorer
   def before_restore(self, session):
     if not self._enabled:
       return
-    ckpt = tf.train.latest_checkpoint(os.path.dirname(self._basename))
+    ckpt, path_prefix = save_utils.latest_checkpoint_asset_dir(self._basename, "hash filters")
     if ckpt is None:
-      logging.info("No checkpoint in %s; hash filters start empty.",
-                   os.path.dirname(self._basename))
       return
-    path_prefix = save_utils.SaveHelper.get_ckpt_asset_dir(ckpt)
     if not tf.io.gfile.exists(path_prefix):
       path_prefix = ckpt
     ops, feed_dict = [], {}

@@ -319,12 +319,9 @@ class MultiHashTableCheckpointRestorerListener(basic_restore_hook.CheckpointRest
 
   def before_restore(self, session):
     session.run(self._initializers)
-    ckpt = tf.train.latest_checkpoint(os.path.dirname(self._basename))
+    ckpt, path_prefix = save_utils.latest_checkpoint_asset_dir(self._basename, "multi hash tables")
     if ckpt is None:
-      logging.info("No checkpoint in %s; multi hash tables start empty.",
-                   os.path.dirname(self._basename))
       return
-    path_prefix = save_utils.SaveHelper.get_ckpt_asset_dir(ckpt)
     run_ops = [
         op for device, op in self._restores
         if self._ps_monitor is None or self._ps_monitor.is_ps_uninitialized(session, device)

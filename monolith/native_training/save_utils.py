@@ -103,6 +103,16 @@ class SaveHelper(object):
     return {self.get_global_step_value(p) for p in state.all_model_checkpoint_paths}
 
 
+def latest_checkpoint_asset_dir(basename: str, restoring: str):
+  """(prefix, asset dir) of the newest checkpoint next to `basename`, or (None, None) after
+  logging that `restoring` (what a restorer listener restores) starts empty."""
+  ckpt = tf.train.latest_checkpoint(os.path.dirname(basename))
+  if ckpt is None:
+    logging.info("No checkpoint in %s; %s start empty.", os.path.dirname(basename), restoring)
+    return None, None
+  return ckpt, SaveHelper.get_ckpt_asset_dir(ckpt)
+
+
 def tide_available_now(start_hour: int, start_minute: int, end_hour: int,
                        end_minute: int) -> bool:
   """Whether the current UTC time is inside the tide window. Upstream quirk kept: when start is
