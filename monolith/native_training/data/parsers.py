@@ -1,10 +1,13 @@
-"""Parsing of Example / ExampleBatch / Instance batches in fused-layout mode, and sharding of their
-fids for the fused embedding-to-layout ops (fused_layout.md §6, §7).
+"""Parsing of Example / ExampleBatch / Instance batches, and sharding of their fids for the fused
+embedding-to-layout ops (fused_layout.md §6, §7).
 
-In fused-layout mode (`ParserCtx.enable_fused_layout`), the parse functions return the dense and
-LineId features plus, under `ParserCtx.sharding_sparse_fids_sparse_features_key`, a variant tensor
-holding the parsed protos; `sharding_sparse_fids` turns it into per-(table, shard) fid lists and
-the offsets `distribution_ops.fused_embedding_to_layout` consumes.
+The parse functions return the dense and LineId features, plus the sparse features:
+- by default, each requested sparse feature as a ragged [batch, None] int64 tensor of its fids
+  (fid_v1 values converted to v2; an ExampleBatch SHARED list repeated on every row);
+- in fused-layout mode (`ParserCtx.enable_fused_layout`), a variant tensor holding the parsed
+  protos under `ParserCtx.sharding_sparse_fids_sparse_features_key`; `sharding_sparse_fids` turns
+  it into per-(table, shard) fid lists and the offsets `distribution_ops.fused_embedding_to_layout`
+  consumes.
 """
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
@@ -12,6 +15,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from idl.matrix.proto.example_pb2 import FeatureConfigs
+from monolith.native_training.data import utils
 from monolith.native_training.runtime.ops import gen_monolith_ops
 
 FLAGS = flags.FLAGS
@@ -140,26 +144,39 @@ def _dense_specs(dense_features, dense_feature_shapes, dense_feature_types, extr
   return names, shapes, dtypes, extra_features
 
 
-def _parse(fn_name: str, parser_type: str, parse_op, tensor: tf.Tensor, dense_features,
-           dense_feature_shapes, dense_feature_types, extra_features, extra_feature_shapes,
-           **op_attrs) -> Dict[str, tf.Tensor]:
-  """Body shared by the parse_* functions: `parse_op` yields the dense/extra features and the
-  parsed protos, whose sparse fids are left to the sharding op (the fused-layout pipeline)."""
+def _parse(parser_type: str, fused_op, ragged_op, tensor: tf.Tensor, sparse_features, dense_features,
+           dense_feature_shapes, dense_feature_types, extra_features,
+           extra_feature_shapes) -> Dict[str, tf.Tensor]:
+  """Body shared by the parse_* functions: `fused_op` (fused-layout mode) yields the dense/extra
+  features and the parsed protos, whose sparse fids are left to the sharding op; `ragged_op`
+  yields them and the fids of `sparse_features`."""
   parser_ctx = get_default_parser_ctx()
-  if not parser_ctx.enable_fused_layout:
-    raise NotImplementedError(
-        '{}: only the fused-layout mode (ParserCtx.enable_fused_layout = True) is implemented; '
-        'the ragged sparse-feature parse ops are not part of this build'.format(fn_name))
   parser_ctx.parser_type = parser_type
   names, shapes, dtypes, extra = _dense_specs(dense_features, dense_feature_shapes,
                                               dense_feature_types, extra_features,
                                               extra_feature_shapes)
-  tensors, protos = parse_op(pb_input=tensor,
+  if not parser_ctx.enable_fused_layout:
+    sparse_features = list(sparse_features or [])
+    both = sorted(set(sparse_features) & set(names))
+    if both:
+      raise ValueError('features requested both as sparse and as dense/extra: {}'.format(both))
+    tensors, values, splits = ragged_op(pb_input=tensor,
+                                        names=names,
+                                        shapes=shapes,
+                                        dtypes=dtypes,
+                                        extra_names=extra,
+                                        sparse_names=sparse_features,
+                                        num_sparse=len(sparse_features))
+    features = dict(zip(names, tensors))
+    features.pop(_FAKE_FEATURE, None)
+    for name, fids, row_splits in zip(sparse_features, values, splits):
+      features[name] = tf.RaggedTensor.from_row_splits(fids, row_splits, validate=False)
+    return features
+  tensors, protos = fused_op(pb_input=tensor,
                              names=names,
                              shapes=shapes,
                              dtypes=dtypes,
-                             extra_names=extra,
-                             **op_attrs)
+                             extra_names=extra)
   features = dict(zip(names, tensors))
   features.pop(_FAKE_FEATURE, None)
   params = parser_ctx.sharding_sparse_fids_op_params
@@ -178,9 +195,9 @@ def parse_examples(tensor: tf.Tensor,
                    extra_features: List[str] = None,
                    extra_feature_shapes: List[int] = None) -> Dict[str, tf.Tensor]:
   """Parses a vector of serialized Examples (or a variant of parsed ones)."""
-  return _parse('parse_examples', 'example', gen_monolith_ops.parse_examples_v2, tensor,
-                dense_features, dense_feature_shapes, dense_feature_types, extra_features,
-                extra_feature_shapes)
+  return _parse('example', gen_monolith_ops.parse_examples_v2, gen_monolith_ops.parse_examples,
+                tensor, sparse_features, dense_features, dense_feature_shapes, dense_feature_types,
+                extra_features, extra_feature_shapes)
 
 
 def parse_example_batch(tensor: tf.Tensor,
@@ -191,9 +208,10 @@ def parse_example_batch(tensor: tf.Tensor,
                         extra_features: List[str] = None,
                         extra_feature_shapes: List[int] = None) -> Dict[str, tf.Tensor]:
   """Parses one serialized ExampleBatch (element 0 of `tensor`)."""
-  return _parse('parse_example_batch', 'examplebatch', gen_monolith_ops.parse_example_batch_v2,
-                tf.reshape(tensor, [-1]), dense_features, dense_feature_shapes,
-                dense_feature_types, extra_features, extra_feature_shapes)
+  return _parse('examplebatch', gen_monolith_ops.parse_example_batch_v2,
+                gen_monolith_ops.parse_example_batch, tf.reshape(tensor, [-1]), sparse_features,
+                dense_features, dense_feature_shapes, dense_feature_types, extra_features,
+                extra_feature_shapes)
 
 
 def parse_instances(tensor: tf.Tensor,
@@ -204,18 +222,21 @@ def parse_instances(tensor: tf.Tensor,
                     dense_feature_types: List[tf.DType] = None,
                     extra_features: List[str] = None,
                     extra_feature_shapes: List[int] = None) -> Dict[str, tf.Tensor]:
-  """Parses a vector of serialized Instances (or a variant of parsed ones)."""
-  return _parse('parse_instances',
-                'instance',
-                gen_monolith_ops.parse_instances_v2,
-                tensor,
-                dense_features,
-                dense_feature_shapes,
-                dense_feature_types,
-                extra_features,
-                extra_feature_shapes,
-                fidv1_features=list(fidv1_features or []),
-                fidv2_features=list(fidv2_features or []))
+  """Parses a vector of serialized Instances (or a variant of parsed ones). Outside fused-layout
+  mode, the flat v1 fids of each slot of `fidv1_features` come out under the slot's feature name
+  (`utils.get_slot_feature_name`), the named features of `fidv2_features` under their names."""
+  fidv1_features = list(fidv1_features or [])
+  fidv2_features = list(fidv2_features or [])
+
+  def fused_op(**kwargs):
+    return gen_monolith_ops.parse_instances_v2(fidv1_features=fidv1_features,
+                                               fidv2_features=fidv2_features,
+                                               **kwargs)
+
+  sparse_features = [utils.get_slot_feature_name(slot) for slot in fidv1_features] + fidv2_features
+  return _parse('instance', fused_op, gen_monolith_ops.parse_instances, tensor, sparse_features,
+                dense_features, dense_feature_shapes, dense_feature_types, extra_features,
+                extra_feature_shapes)
 
 
 def sharding_sparse_fids(tensor: tf.Tensor,

@@ -1,5 +1,6 @@
-"""Tests of the fused-layout parse functions, ParserCtx and sharding_sparse_fids (every version on
-the worked example of fused_layout.md §9, Instance routing, dense/LineId features)."""
+"""Tests of the parse functions (ragged sparse features by default, protos in fused-layout mode),
+ParserCtx and sharding_sparse_fids (every version on the worked example of fused_layout.md §9,
+Instance routing, dense/LineId features)."""
 import numpy as np
 import tensorflow as tf
 
@@ -70,11 +71,6 @@ class ParserCtxTest(tf.test.TestCase):
       ctx.set('k', 3)
       self.assertEqual(ctx.get('k'), 3)
     self.assertIs(get_default_parser_ctx(), outer)
-
-  def test_without_fused_layout_is_refused(self):
-    with ParserCtx(enable_fused_layout=False):
-      with self.assertRaisesRegex(NotImplementedError, 'fused-layout mode'):
-        parse_examples(tf.constant([b'']), sparse_features=['a'])
 
 
 class ShardingSparseFidsTest(tf.test.TestCase):
@@ -155,6 +151,103 @@ class ShardingSparseFidsTest(tf.test.TestCase):
     self.assertAllEqual(feature_offset, [0, 1, 1, 3, 3])
     self.assertAllEqual(nfl_offset, [0, 2, 5])
     self.assertAllEqual(fid_offset, [0, 1, 2])
+
+
+def v1(slot, fid):
+  return (slot << 54) | fid
+
+
+def v2(slot, fid):
+  return (slot << 48) | fid
+
+
+class RaggedParseTest(tf.test.TestCase):
+  """The default (non-fused) mode: each sparse feature as a ragged [batch, None] int64 tensor."""
+
+  def run_parse(self, fn, tensor, **kwargs):
+    with tf.Graph().as_default(), self.session() as sess:
+      features = fn(tf.constant(tensor), **kwargs)
+      for v in features.values():
+        if isinstance(v, tf.RaggedTensor):
+          self.assertEqual(v.dtype, tf.int64)
+          self.assertEqual(v.shape.rank, 2)
+      got = sess.run(features)
+    return {k: v.to_list() if hasattr(v, 'to_list') else v for k, v in got.items()}
+
+  def test_examples(self):
+    ex0 = Example()
+    ex0.named_feature.add(name='a').feature.fid_v2_list.value.extend([v2(1, 10), v2(1, 11)])
+    ex0.named_feature.add(name='price').feature.float_list.value.extend([2.5])
+    ex1 = Example(label=[1.0])  # no sparse feature at all
+    ex2 = Example()
+    ex2.named_feature.add(name='a').feature.fid_v1_list.value.extend([v1(3, 7)])
+    ex2.named_feature.add(name='b').feature.fid_v2_list.value.extend([v2(2, 1)])
+    ex2.named_feature.add(name='a').feature.fid_v2_list.value.extend([v2(1, 12)])  # repeated name
+    got = self.run_parse(parse_examples, [e.SerializeToString() for e in (ex0, ex1, ex2)],
+                         sparse_features=['b', 'a', 'missing'],
+                         dense_features=['price'],
+                         dense_feature_shapes=[1],
+                         extra_features=['label'],
+                         extra_feature_shapes=[1])
+    self.assertEqual(sorted(got), ['a', 'b', 'label', 'missing', 'price'])
+    # fid_v1 values are converted to v2 (slot moved from bit 54 to bit 48).
+    self.assertEqual(got['a'], [[v2(1, 10), v2(1, 11)], [], [v2(3, 7), v2(1, 12)]])
+    self.assertEqual(got['b'], [[], [], [v2(2, 1)]])
+    self.assertEqual(got['missing'], [[], [], []])
+    self.assertAllClose(got['price'], [[2.5], [0], [0]])
+    self.assertAllClose(got['label'], [[0], [1], [0]])
+
+  def test_example_batch_shared_list_repeats(self):
+    eb = worked_batch()  # fa INDIVIDUAL, fb SHARED, batch_size 2
+    got = self.run_parse(parse_example_batch, [eb.SerializeToString()],
+                         sparse_features=['fa', 'fb', 'absent'])
+    self.assertEqual(got['fa'], [[10, 13], [13, 4]])
+    self.assertEqual(got['fb'], [[7, 8], [7, 8]])
+    self.assertEqual(got['absent'], [[], []])
+
+  def test_example_batch_individual_list_of_wrong_length(self):
+    eb = worked_batch()
+    eb.batch_size = 3
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, 'INDIVIDUAL feature list fa'):
+      self.run_parse(parse_example_batch, [eb.SerializeToString()], sparse_features=['fa'])
+
+  def test_instances(self):
+    inst0 = Instance(fid=[v1(3, 5), v1(4, 6), v1(3, 8)], label=[1.0])
+    inst0.feature.add(name='named', fid=[v2(9, 1)]).fid_list.add(value=[v2(9, 2)])
+    inst1 = Instance(fid=[v1(4, 9)])
+    got = self.run_parse(parse_instances, [inst0.SerializeToString(), inst1.SerializeToString()],
+                         fidv1_features=[3, 5],
+                         fidv2_features=['named'],
+                         extra_features=['label'],
+                         extra_feature_shapes=[1])
+    self.assertEqual(sorted(got), ['label', 'named', 'slot_3', 'slot_5'])
+    self.assertEqual(got['slot_3'], [[v2(3, 5), v2(3, 8)], []])  # slot 4 was not requested
+    self.assertEqual(got['slot_5'], [[], []])
+    self.assertEqual(got['named'], [[v2(9, 1), v2(9, 2)], []])
+    self.assertAllClose(got['label'], [[1], [0]])
+
+  def test_fused_mode_protos_parse_the_same(self):
+    """The variant of parsed protos (fused-layout mode output) is also a valid ragged-op input."""
+    ex = Example()
+    ex.named_feature.add(name='a').feature.fid_v1_list.value.extend([v1(1, 2), v1(1, 3)])
+    serialized = [ex.SerializeToString(), Example().SerializeToString()]
+    with tf.Graph().as_default(), self.session() as sess:
+      with ParserCtx(enable_fused_layout=True):
+        variant = parse_examples(tf.constant(serialized), sparse_features=['a'])[KEY]
+      from_variant = parse_examples(variant, sparse_features=['a'])['a']
+      from_strings = parse_examples(tf.constant(serialized), sparse_features=['a'])['a']
+      a, b = sess.run([from_variant, from_strings])
+    self.assertEqual(a.to_list(), [[v2(1, 2), v2(1, 3)], []])
+    self.assertEqual(a.to_list(), b.to_list())
+
+  def test_bad_input(self):
+    with self.assertRaisesRegex(tf.errors.FailedPreconditionError, 'Failed to parse the Example'):
+      self.run_parse(parse_examples, [b'\xff\xff'], sparse_features=['a'])
+    with self.assertRaisesRegex(ValueError, r"both as sparse and as dense/extra: \['a'\]"):
+      parse_examples(tf.constant([b'']),
+                     sparse_features=['a'],
+                     dense_features=['a'],
+                     dense_feature_shapes=[1])
 
 
 class DenseParseTest(tf.test.TestCase):

@@ -85,6 +85,15 @@ std::string ShapeString(const std::vector<int64_t>& dims) {
 
 }  // namespace
 
+LayoutConfig LayoutConfig::ForFeatureNames(const std::vector<std::string>& names) {
+  LayoutConfig config;
+  for (const std::string& name : std::set<std::string>(names.begin(), names.end())) {
+    config.feature_index_[name] = config.features_.size();
+    config.features_.push_back(FeatureInfo{name});
+  }
+  return config;
+}
+
 int LayoutConfig::FeatureIndex(const std::string& name) const {
   auto it = feature_index_.find(name);
   return it == feature_index_.end() ? -1 : it->second;

@@ -71,6 +71,9 @@ class LayoutConfig {
   // Decodes a serialized monolith.io.proto.FeatureConfigs and validates every layout. Returns an
   // empty string on success, else an error message naming the offending feature or layout.
   static std::string Parse(std::string_view serialized, LayoutConfig* out);
+  // Features only (no tables or layouts), for extracting the fids of named features: the ragged
+  // parse ops. Duplicate names collapse to one feature.
+  static LayoutConfig ForFeatureNames(const std::vector<std::string>& names);
 
   const std::vector<FeatureInfo>& features() const { return features_; }
   const std::vector<TableInfo>& tables() const { return tables_; }

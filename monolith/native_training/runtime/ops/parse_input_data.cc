@@ -1,9 +1,14 @@
-// ParseExamplesV2 / ParseExampleBatchV2 / ParseInstancesV2: the parse ops of the fused-layout mode
-// (fused_layout.md §7.3). They emit the requested dense and LineId ("extra") features as
-// [batch, size] tensors, plus `sparse_features`, a variant tensor of the protos themselves for
-// ShardingSparseFids*. Protos are decoded by hand (runtime/layout/wire.h) and kept serialized in
-// the variant: this library must not link generated C++ protobuf code, since TF exports its own
-// protobuf runtime.
+// The parse ops of Example / ExampleBatch / Instance batches. Both kinds emit the requested dense
+// and LineId ("extra") features as [batch, size] tensors; then
+// - ParseExamplesV2 / ParseExampleBatchV2 / ParseInstancesV2 (fused-layout mode, fused_layout.md
+//   §7.3): `sparse_features`, a variant tensor of the protos themselves for ShardingSparseFids*;
+// - ParseExamples / ParseExampleBatch / ParseInstances (the default, non-fused mode): the fids of
+//   each feature of `sparse_names` as a ragged [batch, None] int64 tensor (`ragged_values` and
+//   `ragged_splits`), extracted like ShardingSparseFids does (runtime/layout/batch_fids.h:
+//   fid_v1 values converted to v2, Instance v1 fids routed by slot to slot_<n> / fc_slot_<n>,
+//   a SHARED ExampleBatch list repeated on every row).
+// Protos are decoded by hand (runtime/layout/wire.h) and kept serialized in the variant: this
+// library must not link generated C++ protobuf code, since TF exports its own protobuf runtime.
 #include <cstring>
 #include <set>
 #include <string>
@@ -12,6 +17,7 @@
 #include <vector>
 
 #include "monolith/native_training/runtime/layout/batch_fids.h"
+#include "monolith/native_training/runtime/layout/layout_config.h"
 #include "monolith/native_training/runtime/layout/wire.h"
 #include "monolith/native_training/runtime/ops/serialized_proto_variant.h"
 #include "tensorflow/core/framework/op.h"
@@ -243,11 +249,43 @@ PARSE_V2_OP("ParseInstancesV2")
     .Attr("fidv2_features: list(string) >= 0")
     .SetShapeFn(ParseShape);
 
+Status ParseRaggedShape(shape_inference::InferenceContext* c) {
+  std::vector<int> shapes;
+  TF_RETURN_IF_ERROR(c->GetAttr("shapes", &shapes));
+  int num_sparse;
+  TF_RETURN_IF_ERROR(c->GetAttr("num_sparse", &num_sparse));
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    c->set_output(i, c->Matrix(c->UnknownDim(), shapes[i]));
+  }
+  for (int k = 0; k < 2 * num_sparse; ++k) c->set_output(shapes.size() + k, c->Vector(c->UnknownDim()));
+  return OkStatus();
+}
+
+#define PARSE_RAGGED_OP(name)                            \
+  REGISTER_OP(name)                                      \
+      .Input("pb_input: T")                              \
+      .Output("tensors: dtypes")                         \
+      .Output("ragged_values: num_sparse * int64")       \
+      .Output("ragged_splits: num_sparse * int64")       \
+      .Attr("T: {variant, string}")                      \
+      .Attr("names: list(string) >= 0")                  \
+      .Attr("shapes: list(int) >= 0")                    \
+      .Attr("dtypes: list(type) >= 0")                   \
+      .Attr("extra_names: list(string) >= 0")            \
+      .Attr("sparse_names: list(string) >= 0")           \
+      .Attr("num_sparse: int >= 0")                      \
+      .SetShapeFn(ParseRaggedShape)
+
+PARSE_RAGGED_OP("ParseExamples");
+PARSE_RAGGED_OP("ParseExampleBatch");
+PARSE_RAGGED_OP("ParseInstances");
+
 enum class Kind { kExample, kExampleBatch, kInstance };
 
-class ParseV2Op : public OpKernel {
+// `ragged`: the ParseExamples/ParseExampleBatch/ParseInstances ops, else the V2 ones.
+class ParseOp : public OpKernel {
  public:
-  ParseV2Op(OpKernelConstruction* ctx, Kind kind) : OpKernel(ctx), kind_(kind) {
+  ParseOp(OpKernelConstruction* ctx, Kind kind, bool ragged) : OpKernel(ctx), kind_(kind), ragged_(ragged) {
     std::vector<std::string> names, extra;
     std::vector<int> shapes;
     DataTypeVector dtypes;
@@ -261,9 +299,17 @@ class ParseV2Op : public OpKernel {
     for (size_t i = 0; i < names.size(); ++i) {
       OP_REQUIRES(ctx, shapes[i] > 0,
                   errors::InvalidArgument("feature ", names[i], ": shape ", shapes[i],
-                                          " not supported by the fused-layout parse ops (ragged dense features are not implemented)"));
+                                          " not supported (dense features need a positive size)"));
       specs_.push_back({names[i], shapes[i], dtypes[i], extra_set.count(names[i]) > 0});
     }
+    if (!ragged_) return;
+    int num_sparse;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("sparse_names", &sparse_names_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_sparse", &num_sparse));
+    OP_REQUIRES(ctx, num_sparse == static_cast<int>(sparse_names_.size()),
+                errors::InvalidArgument("num_sparse is ", num_sparse, " but sparse_names has ",
+                                        sparse_names_.size(), " names"));
+    sparse_config_ = ::monolith::layout::LayoutConfig::ForFeatureNames(sparse_names_);
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -313,12 +359,52 @@ class ParseV2Op : public OpKernel {
       }
     }
 
+    if (ragged_) {
+      OP_REQUIRES_OK(ctx, WriteRagged(ctx, protos, batch));
+      return;
+    }
     Tensor* sparse;
     OP_REQUIRES_OK(ctx, ctx->allocate_output("sparse_features", TensorShape({n}), &sparse));
     for (int64_t i = 0; i < n; ++i) sparse->flat<Variant>()(i) = SerializedProto{std::move(owned[i])};
   }
 
  private:
+  // ragged_values[k] / ragged_splits[k]: the fids of sparse_names_[k], row by row.
+  Status WriteRagged(OpKernelContext* ctx, const std::vector<std::string_view>& protos, int64_t batch) const {
+    namespace ml = ::monolith::layout;
+    ml::BatchFids fids;
+    const std::string err =
+        kind_ == Kind::kExample ? ml::ExtractFromExamples(sparse_config_, protos, &fids)
+        : kind_ == Kind::kInstance ? ml::ExtractFromInstances(sparse_config_, protos, &fids)
+                                   : ml::ExtractFromExampleBatch(sparse_config_, protos[0], &fids);
+    if (!err.empty()) return errors::InvalidArgument(err);
+    OpOutputList values, splits;
+    TF_RETURN_IF_ERROR(ctx->output_list("ragged_values", &values));
+    TF_RETURN_IF_ERROR(ctx->output_list("ragged_splits", &splits));
+    for (size_t k = 0; k < sparse_names_.size(); ++k) {
+      const int fi = sparse_config_.FeatureIndex(sparse_names_[k]);
+      const int64_t first = fids.feature_entry_begin[fi];
+      // A SHARED (or absent) ExampleBatch list has one entry, repeated on every row.
+      auto entry = [&](int64_t row) { return fids.shared[fi] ? first : first + row; };
+      Tensor* split;
+      TF_RETURN_IF_ERROR(splits.allocate(k, TensorShape({batch + 1}), &split));
+      auto sp = split->vec<int64_t>();
+      sp(0) = 0;
+      for (int64_t row = 0; row < batch; ++row) sp(row + 1) = sp(row) + fids.EntryFidCount(entry(row));
+      Tensor* value;
+      TF_RETURN_IF_ERROR(values.allocate(k, TensorShape({sp(batch)}), &value));
+      int64_t* out = value->vec<int64_t>().data();
+      for (int64_t row = 0; row < batch; ++row) {
+        const int64_t e = entry(row);
+        for (int64_t s = fids.entry_span_begin[e]; s < fids.entry_span_begin[e + 1]; ++s) {
+          const ml::FidSpan& span = fids.spans[s];
+          for (int64_t i = 0; i < span.size; ++i) *out++ = static_cast<int64_t>(span[i]);
+        }
+      }
+    }
+    return OkStatus();
+  }
+
   static Status ReadExampleBatchSize(std::string_view bytes, int64_t* batch) {
     WireReader r(bytes);
     WireField f;
@@ -434,25 +520,31 @@ class ParseV2Op : public OpKernel {
   }
 
   const Kind kind_;
+  const bool ragged_;
   std::vector<OutputSpec> specs_;
+  std::vector<std::string> sparse_names_;
+  ::monolith::layout::LayoutConfig sparse_config_;
 };
 
-class ParseExamplesV2Op : public ParseV2Op {
+template <Kind kKind, bool kRagged>
+class ParseKernel : public ParseOp {
  public:
-  explicit ParseExamplesV2Op(OpKernelConstruction* ctx) : ParseV2Op(ctx, Kind::kExample) {}
+  explicit ParseKernel(OpKernelConstruction* ctx) : ParseOp(ctx, kKind, kRagged) {}
 };
-class ParseExampleBatchV2Op : public ParseV2Op {
- public:
-  explicit ParseExampleBatchV2Op(OpKernelConstruction* ctx) : ParseV2Op(ctx, Kind::kExampleBatch) {}
-};
-class ParseInstancesV2Op : public ParseV2Op {
- public:
-  explicit ParseInstancesV2Op(OpKernelConstruction* ctx) : ParseV2Op(ctx, Kind::kInstance) {}
-};
+
+using ParseExamplesV2Op = ParseKernel<Kind::kExample, false>;
+using ParseExampleBatchV2Op = ParseKernel<Kind::kExampleBatch, false>;
+using ParseInstancesV2Op = ParseKernel<Kind::kInstance, false>;
+using ParseExamplesOp = ParseKernel<Kind::kExample, true>;
+using ParseExampleBatchOp = ParseKernel<Kind::kExampleBatch, true>;
+using ParseInstancesOp = ParseKernel<Kind::kInstance, true>;
 
 REGISTER_KERNEL_BUILDER(Name("ParseExamplesV2").Device(DEVICE_CPU), ParseExamplesV2Op);
 REGISTER_KERNEL_BUILDER(Name("ParseExampleBatchV2").Device(DEVICE_CPU), ParseExampleBatchV2Op);
 REGISTER_KERNEL_BUILDER(Name("ParseInstancesV2").Device(DEVICE_CPU), ParseInstancesV2Op);
+REGISTER_KERNEL_BUILDER(Name("ParseExamples").Device(DEVICE_CPU), ParseExamplesOp);
+REGISTER_KERNEL_BUILDER(Name("ParseExampleBatch").Device(DEVICE_CPU), ParseExampleBatchOp);
+REGISTER_KERNEL_BUILDER(Name("ParseInstances").Device(DEVICE_CPU), ParseInstancesOp);
 
 }  // namespace
 }  // namespace monolith_tf
