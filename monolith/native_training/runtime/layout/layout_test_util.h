@@ -170,7 +170,7 @@ std::vector<std::vector<float>> RunBackward(int version, const LayoutConfig& c, 
 bool Near(const std::vector<float>& a, const std::vector<float>& b, float tol = 1e-4f) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::fabs(a[i] - b[i]) > tol * (1 + std::fabs(b[i]))) {
+    if (!(std::fabs(a[i] - b[i]) <= tol * (1 + std::fabs(b[i])))) {  // NaN is never near
       std::fprintf(stderr, "mismatch at %zu: %f vs %f\n", i, a[i], b[i]);
       return false;
     }
