@@ -167,32 +167,49 @@ CuckooMap::CuckooResult CuckooMap::Cuckoo(uint32_t hashpower, uint64_t i1, uint6
     int depth;
   };
   Node nodes[kMaxBfsNodes];
-  int head = 0, tail = 0;
-  nodes[tail++] = Node{i1, -1, -1, 0};
-  nodes[tail++] = Node{i2, -1, -1, 0};
   const uint64_t mask = (uint64_t{1} << hashpower) - 1;
-  int found = -1;
+  int head = 0, tail = 0, found = -1;
   Locked l;
-  while (head < tail && found < 0) {
-    const Node n = nodes[head];
-    if (!LockStripes(hashpower, n.bucket, n.bucket, &l)) return CuckooResult::kRetry;
-    const Bucket& bucket = buckets_.load(std::memory_order_relaxed)[n.bucket];
-    for (int k = 0; k < kSlotsPerBucket; ++k) {
-      if (bucket.values[k].handle == 0) {
-        found = head;
-        break;
+  // First pass: buckets are read without locks, like the lock-free readers, and each node's bucket
+  // is prefetched as it is queued, so the misses of a BFS level overlap instead of costing one
+  // memory latency and one lock per node. A stale read only yields a wrong path, which the
+  // execution below checks under the locks (kRetry). A stripe not yet migrated after a doubling
+  // is migrated first, under its lock, since its keys are still in the old array. Only when that
+  // search finds no free slot does a second pass read each bucket under its lock: a table grows
+  // only on what the locks showed, never on a stale read.
+  for (const bool locked : {false, true}) {
+    LockArray* const locks = locks_.load(std::memory_order_acquire);
+    const Bucket* const buckets = buckets_.load(std::memory_order_acquire);
+    head = tail = 0;
+    auto enqueue = [&](const Node& n) {
+      if (!locked) PrefetchLine(&buckets[n.bucket]);
+      nodes[tail++] = n;
+    };
+    enqueue(Node{i1, -1, -1, 0});
+    enqueue(Node{i2, -1, -1, 0});
+    while (head < tail && found < 0) {
+      const Node n = nodes[head];
+      const bool lock = locked || !locks->migrated[n.bucket & (locks->size - 1)].load(std::memory_order_acquire);
+      if (lock && !LockStripes(hashpower, n.bucket, n.bucket, &l)) return CuckooResult::kRetry;
+      const Bucket& bucket = lock ? buckets_.load(std::memory_order_relaxed)[n.bucket] : buckets[n.bucket];
+      for (int k = 0; k < kSlotsPerBucket; ++k) {
+        if (__atomic_load_n(&bucket.values[k].handle, __ATOMIC_RELAXED) == 0) {
+          found = head;
+          break;
+        }
       }
-    }
-    if (found < 0 && n.depth < kMaxCuckooPathLength) {
-      for (int k = 0; k < kSlotsPerBucket && tail < kMaxBfsNodes; ++k) {
-        const uint64_t h = Hash(bucket.keys[k]);
-        const uint64_t k1 = h & mask;
-        const uint64_t alt = n.bucket == k1 ? Alt(k1, h, mask) : k1;
-        nodes[tail++] = Node{alt, head, k, n.depth + 1};
+      if (found < 0 && n.depth < kMaxCuckooPathLength) {
+        for (int k = 0; k < kSlotsPerBucket && tail < kMaxBfsNodes; ++k) {
+          const uint64_t h = Hash(__atomic_load_n(&bucket.keys[k], __ATOMIC_RELAXED));
+          const uint64_t k1 = h & mask;
+          const uint64_t alt = n.bucket == k1 ? Alt(k1, h, mask) : k1;
+          enqueue(Node{alt, head, k, n.depth + 1});
+        }
       }
+      if (lock) Unlock(l);
+      ++head;
     }
-    Unlock(l);
-    ++head;
+    if (found >= 0) break;
   }
   if (found < 0) return CuckooResult::kFull;
   // Execute the path back to front: each step moves one key into the slot freed by the next.
