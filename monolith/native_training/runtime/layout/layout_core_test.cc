@@ -385,7 +385,8 @@ void TestWideSlicesExact() {
     }
     EXPECT_TRUE(LayoutBackward(c, grad_blocks, o, batch, outs, runner, kTestThreads).empty());
     // The adjoint, summed in the documented order: per feature step (its bias and concat slices;
-    // b's second bias slice comes after d's), row by row, slice by slice, fid by fid.
+    // b's second bias slice comes after d's), row by row: the slices' terms summed, slice by
+    // slice, into one row over the elements they span, then added to each fid's row, fid by fid.
     const std::vector<SliceInfo>& bs = c.layouts()[0].slices;  // bias
     const std::vector<SliceInfo>& cs = c.layouts()[1].slices;  // concat
     const std::vector<std::vector<const SliceInfo*>> steps = {
@@ -393,14 +394,20 @@ void TestWideSlicesExact() {
     std::vector<std::vector<float>> adjoint(4);
     for (int f = 0; f < 4; ++f) adjoint[f].assign(tables[f].size(), 0.f);
     for (const auto& step : steps) {
+      int lo = step[0]->start, hi = 0;
+      for (const SliceInfo* s : step) lo = std::min(lo, s->start), hi = std::max(hi, s->start + s->width);
       for (int r = 0; r < batch; ++r) {
+        const std::vector<uint64_t> fids = fids_of(step[0]->feature_idx, r);
+        std::vector<float> sum(hi - lo, 0.f);
         for (const SliceInfo* s : step) {
-          const std::vector<uint64_t> fids = fids_of(s->feature_idx, r);
           const float* g = outs[s->output].data + r * c.outputs()[s->output].row_elems + s->offset;
-          for (uint64_t fid : fids) {
-            float* e = adjoint[fid >> 32].data() + (fid & 0xffffffffu) * dims[fid >> 32] + s->start;
-            for (int t = 0; t < s->width; ++t) e[t] += s->pooling == kMean ? g[t] / fids.size() : g[t];
+          for (int t = 0; t < s->width; ++t) {
+            sum[s->start - lo + t] += s->pooling == kMean ? g[t] / fids.size() : g[t];
           }
+        }
+        for (uint64_t fid : fids) {
+          float* e = adjoint[fid >> 32].data() + (fid & 0xffffffffu) * dims[fid >> 32] + lo;
+          for (int t = 0; t < hi - lo; ++t) e[t] += sum[t];
         }
       }
     }

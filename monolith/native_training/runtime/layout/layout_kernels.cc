@@ -545,10 +545,47 @@ inline void ScatterEntry(const SliceInfo& s, const FidSources& fids, int64_t n, 
   }
 }
 
-// The backward of every step over all rows, scattering only the fids `own` owns. A step's slices
-// are scattered row by row, so a gradient element shared by two slices of a feature (say a bias
-// slice inside a vector slice) sums its terms in another order than upstream's layout-major loop
-// (as upstream's parallel and GPU kernels do); the result does not depend on the partition.
+// The SUM/MEAN slices of a step, scattered together, and the elements [lo, hi) of E(f) they span.
+struct PooledSpan {
+  std::vector<const SliceInfo*> slices;
+  int64_t lo = 0, hi = 0;
+  explicit PooledSpan(const Step& step) {
+    if (step.widest->pooling == kFirstN) return;  // pooling is per feature: all or none of a step
+    slices = step.slices;
+    lo = step.widest->start;
+    for (const SliceInfo* s : slices) {
+      lo = std::min<int64_t>(lo, s->start);
+      hi = std::max<int64_t>(hi, s->start + s->width);
+    }
+  }
+};
+
+// Adds one entry's gradient to each of its n (checked) fids that `own` owns: the regions of the
+// span's slices for row r are first summed, in slice order (MEAN terms g / n), into one row, so
+// every fid is decoded and its row written once however many slices pool the feature (a bias
+// slice beside a vector slice cost a second pass over the fids, a quarter of the backward).
+inline void ScatterPooledEntry(const LayoutConfig& config, const PooledSpan& span,
+                               const std::vector<FloatBuffer>& grads, int64_t r, const FidSources& fids,
+                               int64_t n, std::vector<float>* sum, const Ownership& own) {
+  if (n == 0) return;
+  const float nf = static_cast<float>(n);
+  sum->assign(span.hi - span.lo, 0.f);
+  for (const SliceInfo* s : span.slices) {
+    const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
+    float* d = sum->data() + (s->start - span.lo);
+    for (int t = 0; t < s->width; ++t) d[t] += s->pooling == kMean ? g[t] / nf : g[t];
+  }
+  const int w = span.hi - span.lo;
+  for (int64_t k = 0; k < n; ++k) {
+    if (own.Owns(fids.fid_offset[k])) Add(fids[k] + span.lo, sum->data(), w);
+  }
+}
+
+// The backward of every step over all rows, scattering only the fids `own` owns. Per step, row by
+// row, a FIRSTN feature's slices are scattered slice by slice, fid by fid; a SUM/MEAN feature's
+// through ScatterPooledEntry. An element shared by two slices of a feature (a bias slice inside a
+// vector slice) thus sums its terms in another order than upstream's layout-major loop (as
+// upstream's parallel and GPU kernels do); the result does not depend on the partition.
 // `step_block[j]`: the one block all fids of step j address, if so (-1 otherwise); only its owner
 // runs such a step, without per-fid ownership checks. Each entry's fids are checked against the
 // step's widest slice before any of them is scattered. Returns the error of the earliest failing
@@ -569,6 +606,7 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
     if (fe.count == 0) continue;
     const SliceInfo& widest = *step.widest;
     const int64_t reach = widest.start + widest.width;
+    const PooledSpan span(step);
     int64_t begin = 0, end = 0;
     if (fe.shared) {
       // Every row pooled the same entry: sum the rows' gradients, then scatter once.
@@ -593,6 +631,10 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
         }
       }
       const FidSources fids{blocks.data(), o.fid_offset + begin};
+      if (!span.slices.empty()) {
+        ScatterPooledEntry(config, span, grads, r, fids, end - begin, &tmp, own);
+        continue;
+      }
       for (const SliceInfo* s : step.slices) {
         const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
         ScatterEntry(*s, fids, end - begin, g, &g_over_n, own);
