@@ -13,16 +13,10 @@
 #include <mutex>
 #include <vector>
 
+#include "monolith/native_training/runtime/common/prefetch.h"
+
 namespace monolith {
 namespace hash_table {
-
-// GCC counts __builtin_prefetch as free of side effects, so it deletes calls to functions that
-// only prefetch; the empty volatile asm keeps them.
-template <int kForWrite = 0>
-inline void PrefetchLine(const void* p) {
-  __builtin_prefetch(p, kForWrite);
-  asm volatile("" : : "r"(p));
-}
 
 class CuckooMap {
   struct LockArray;

@@ -99,7 +99,7 @@ EmbeddingHashTable::~EmbeddingHashTable() {
 void EmbeddingHashTable::PrefetchEntryForWrite(const CuckooMap::Value& v) const {
   const char* entry = arena_.Get(v.handle);
   for (int64_t off = 0; off < prefetch_bytes_; off += 64) {
-    PrefetchLine</*kForWrite=*/1>(entry + off);
+    PrefetchLine</*kForWrite=*/true>(entry + off);
   }
 }
 

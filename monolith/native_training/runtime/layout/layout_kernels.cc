@@ -4,6 +4,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "monolith/native_training/runtime/common/prefetch.h"
+
 namespace monolith {
 namespace layout {
 namespace {
@@ -255,7 +257,7 @@ inline bool PoolEntry(const SliceInfo& s, const std::vector<Block>& blocks, cons
 // left the rest to be missed one after another.
 template <bool kForWrite>
 inline void PrefetchLines(const float* p, int64_t n) {
-  for (int64_t t = 0; t < n; t += 64 / sizeof(float)) __builtin_prefetch(p + t, kForWrite);
+  for (int64_t t = 0; t < n; t += 64 / sizeof(float)) PrefetchLine<kForWrite>(p + t);
 }
 
 // Starts loading (or, for the gradient scatter, acquiring for writing) the embeddings of entry e.
@@ -286,7 +288,7 @@ inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, co
 // A slice's output elements of row r lie in a column of the row-major output, one cache line per
 // row apart, so each is a miss; their write is requested ahead like the embeddings.
 inline void PrefetchRegion(const SliceInfo& s, const float* dst) {
-  for (int64_t t = 0; t < s.region; t += 64 / sizeof(float)) __builtin_prefetch(dst + t, 1);
+  for (int64_t t = 0; t < s.region; t += 64 / sizeof(float)) PrefetchLine<true>(dst + t);
 }
 
 constexpr int64_t kPrefetchEntries = 4;
