@@ -463,7 +463,7 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
                         int64_t row_end, const std::vector<FloatBuffer>& outputs) {
   std::vector<float> tmp;
   std::vector<const SliceInfo*> pooled;  // the step's SUM/MEAN slices
-  Rider rider;
+  Rider rider{};
   for (const Step& step : steps) {
     FeatureEntries fe;
     std::string err = DecodeFeature(o, *step.widest, &fe);
