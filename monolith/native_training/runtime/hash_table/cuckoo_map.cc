@@ -106,7 +106,7 @@ uint32_t CuckooMap::Erase(int64_t key) {
       if (buckets[b].keys[s] == key && v.handle != 0) {
         handle = v.handle;
         v.handle = 0;
-        l.locks->count[b & (l.locks->size - 1)].fetch_sub(1, std::memory_order_relaxed);
+        l.locks->AddCount(b & (l.locks->size - 1), -1);
       }
     }
   }
@@ -234,8 +234,8 @@ CuckooMap::CuckooResult CuckooMap::Cuckoo(uint32_t hashpower, uint64_t i1, uint6
         const size_t sf = parent.bucket & (l.locks->size - 1);
         const size_t st = child.bucket & (l.locks->size - 1);
         if (sf != st) {
-          l.locks->count[sf].fetch_sub(1, std::memory_order_relaxed);
-          l.locks->count[st].fetch_add(1, std::memory_order_relaxed);
+          l.locks->AddCount(sf, -1);
+          l.locks->AddCount(st, 1);
         }
         moved = true;
         break;
@@ -292,7 +292,7 @@ void CuckooMap::Grow(uint32_t hashpower) {
   for (uint64_t b = 0; b < 2 * old_count; ++b) {
     for (int k = 0; k < kSlotsPerBucket; ++k) {
       if (nb[b].values[k].handle != 0) {
-        new_locks->count[b & (new_locks->size - 1)].fetch_add(1, std::memory_order_relaxed);
+        new_locks->AddCount(b & (new_locks->size - 1), 1);
       }
     }
   }

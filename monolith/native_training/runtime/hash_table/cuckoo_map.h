@@ -259,6 +259,11 @@ class CuckooMap {
     size_t size;
     std::unique_ptr<Stripe[]> stripes;
     std::unique_ptr<std::atomic<int64_t>[]> count;  // written under the lock, read by Size()
+    // Only the holder of stripe s changes count[s]: a plain load and store, no locked instruction
+    // (a `lock add` per insert drained the store buffer of the entry writes before it).
+    void AddCount(size_t s, int64_t delta) {
+      count[s].store(count[s].load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+    }
     std::unique_ptr<std::atomic<bool>[]> migrated;
   };
 
@@ -472,7 +477,7 @@ class CuckooMap {
         uint32_t handle = new_handle();
         bucket.keys[s] = key;
         bucket.values[s] = Value{handle, 0};
-        l.locks->count[b & (l.locks->size - 1)].fetch_add(1, std::memory_order_relaxed);
+        l.locks->AddCount(b & (l.locks->size - 1), 1);
         return &bucket.values[s];
       }
     }
@@ -529,7 +534,7 @@ int64_t CuckooMap::EraseIf(Pred&& pred) {
         Value& v = buckets[b].values[k];
         if (v.handle != 0 && pred(buckets[b].keys[k], v)) {
           v.handle = 0;
-          locks->count[s].fetch_sub(1, std::memory_order_relaxed);
+          locks->AddCount(s, -1);
           ++erased;
         }
       }
