@@ -10,17 +10,22 @@ measured over the batches after the first with freed heap memory returned to the
 after. Every ratio is printed ("x" = ours / peer).
 
 The compared tables stay alive side by side and are timed in alternating rounds (best round
-each), so that load from other processes hits every table alike.
+each), so that load from other processes hits every table alike. Each (keys, dim, threads)
+configuration runs in a child process of its own (see _run_each_in_child).
 
   bazel run //benchmarks:hash_table_bench -- --keys=1000000,10000000 --dims=16,64
 """
 import ctypes
 import gc
+import itertools
+import subprocess
+import sys
 import threading
 import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 import psutil
 import tensorflow as tf
@@ -201,34 +206,63 @@ def _bench_adagrad(keys: int, dim: int, threads: int, batch: int):
   return out
 
 
+def _bench_config(keys: int, dim: int, threads: int, batch: int):
+  payload = 8 + 4 * dim
+  r = _bench_tables(keys, dim, threads, batch)
+  ours = r["monolith"]
+  for peer in ["DenseHashTable", "MutableHashTable"]:
+    p = r[peer]
+    print("keys=%d dim=%d threads=%d vs %-16s insert %6.2fM/%6.2fM rows/s x%.2f | "
+          "lookup %6.2fM/%6.2fM rows/s x%.2f | RSS/entry %.0f/%.0f B" %
+          (keys, dim, threads, peer, ours[0] / 1e6, p[0] / 1e6, ours[0] / p[0], ours[1] / 1e6,
+           p[1] / 1e6, ours[1] / p[1], ours[2], p[2]),
+          flush=True)
+  print("keys=%d dim=%d threads=%d monolith (sgd) RSS/entry %.1f B vs payload %d B: x%.2f" %
+        (keys, dim, threads, ours[2], payload, ours[2] / payload),
+        flush=True)
+  a = _bench_adagrad(keys, dim, threads, batch)
+  print("keys=%d dim=%d threads=%d adagrad apply_gradients %.2fM rows/s vs composed TF "
+        "ops %.2fM rows/s: x%.2f" % (keys, dim, threads, a["monolith"] / 1e6,
+                                     a["composed"] / 1e6, a["monolith"] / a["composed"]),
+        flush=True)
+
+
+def _run_each_in_child(configs) -> int:
+  """Runs every (keys, dim, threads) configuration in a fresh child process of this script. The
+  peers' freed memory is not all returned to the OS, and one 10M-key dim-64 configuration alone
+  peaks near 23 GB of RSS, so back-to-back configurations in one process ran a 24 GB machine out
+  of memory. Returns the exit status: 1 if any child failed."""
+  failed = []
+  for keys, dim, threads in configs:
+    args = ["--keys=%d" % keys, "--dims=%d" % dim, "--threads=%d" % threads,
+            "--batch=%d" % FLAGS.batch, "--timing_rounds=%d" % FLAGS.timing_rounds]
+    logging.info("configuration %s", " ".join(args))
+    rc = subprocess.call([sys.executable, sys.argv[0]] + args)
+    if rc != 0:
+      failed.append("%s (exit status %d)" % (" ".join(args), rc))
+  for f in failed:
+    logging.error("configuration failed: %s", f)
+  return 1 if failed else 0
+
+
 def main(argv):
   del argv
+  configs = list(itertools.product(map(int, FLAGS.keys), map(int, FLAGS.dims),
+                                   map(int, FLAGS.threads)))
+  small = [k for k in map(int, FLAGS.keys) if k < 2 * FLAGS.batch]
+  if small:
+    # Batch 0 is the warm-up: fewer than two batches leave nothing to time.
+    raise app.UsageError("--keys %s: each must be at least 2 * --batch = %d" %
+                         (",".join(map(str, small)), 2 * FLAGS.batch))
+  if len(configs) > 1:
+    return _run_each_in_child(configs)
   tf.compat.v1.disable_eager_execution()
-  batch = FLAGS.batch
+  keys, dim, threads = configs[0]
   # Throwaway round: first-use costs of the TF runtime (thread pools, per-thread malloc arenas)
   # would otherwise be charged to whichever table is measured first.
-  _bench_tables(4 * batch, 16, max(map(int, FLAGS.threads)), batch)
-  for keys in map(int, FLAGS.keys):
-    for dim in map(int, FLAGS.dims):
-      payload = 8 + 4 * dim
-      for threads in map(int, FLAGS.threads):
-        r = _bench_tables(keys, dim, threads, batch)
-        ours = r["monolith"]
-        for peer in ["DenseHashTable", "MutableHashTable"]:
-          p = r[peer]
-          print("keys=%d dim=%d threads=%d vs %-16s insert %6.2fM/%6.2fM rows/s x%.2f | "
-                "lookup %6.2fM/%6.2fM rows/s x%.2f | RSS/entry %.0f/%.0f B" %
-                (keys, dim, threads, peer, ours[0] / 1e6, p[0] / 1e6, ours[0] / p[0],
-                 ours[1] / 1e6, p[1] / 1e6, ours[1] / p[1], ours[2], p[2]),
-                flush=True)
-        print("keys=%d dim=%d threads=%d monolith (sgd) RSS/entry %.1f B vs payload %d B: x%.2f" %
-              (keys, dim, threads, ours[2], payload, ours[2] / payload),
-              flush=True)
-        a = _bench_adagrad(keys, dim, threads, batch)
-        print("keys=%d dim=%d threads=%d adagrad apply_gradients %.2fM rows/s vs composed TF "
-              "ops %.2fM rows/s: x%.2f" % (keys, dim, threads, a["monolith"] / 1e6,
-                                           a["composed"] / 1e6, a["monolith"] / a["composed"]),
-              flush=True)
+  _bench_tables(4 * FLAGS.batch, 16, threads, FLAGS.batch)
+  _bench_config(keys, dim, threads, FLAGS.batch)
+  return 0
 
 
 if __name__ == "__main__":
