@@ -228,10 +228,13 @@ def _bench_config(keys: int, dim: int, threads: int, batch: int):
 
 
 def _run_each_in_child(configs) -> int:
-  """Runs every (keys, dim, threads) configuration in a fresh child process of this script. The
-  peers' freed memory is not all returned to the OS, and one 10M-key dim-64 configuration alone
-  peaks near 23 GB of RSS, so back-to-back configurations in one process ran a 24 GB machine out
-  of memory. Returns the exit status: 1 if any child failed."""
+  """Runs every (keys, dim, threads) configuration in a fresh child process of this script:
+  - TF sizes the thread pools of every session in a process by the first session's config, so
+    in one process the "1 thread" runs gave the composed peer ops two intra-op threads;
+  - the peers' freed memory is not all returned to the OS, and one 10M-key dim-64 configuration
+    alone peaks near 23 GB of RSS: back to back in one process they ran a 24 GB machine out of
+    memory.
+  Returns the exit status: 1 if any child failed."""
   failed = []
   for keys, dim, threads in configs:
     args = ["--keys=%d" % keys, "--dims=%d" % dim, "--threads=%d" % threads,
