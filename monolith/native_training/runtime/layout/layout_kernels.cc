@@ -562,6 +562,27 @@ struct PooledSpan {
   }
 };
 
+// Adds the row `sum` of tiles * 8 floats, held in registers, to elements [lo, ...) of each owned
+// fid's row: for the usual embedding widths (multiples of 8 up to 64) each fid then costs one load
+// and one store per tile (the generic Add re-read `sum` and ran a loop with a tail per fid: the
+// backward was 10-15 % slower). Dispatches the runtime tile count to a compile-time one.
+constexpr int kMaxRowTiles = 8;
+template <int kTiles = kMaxRowTiles>
+inline void ScatterRow(int tiles, const float* sum, const FidSources& fids, int64_t n, int64_t lo,
+                       const Ownership& own) {
+  if constexpr (kTiles > 1) {
+    if (tiles != kTiles) return ScatterRow<kTiles - 1>(tiles, sum, fids, n, lo, own);
+  }
+  V8 v[kTiles];
+  for (int j = 0; j < kTiles; ++j) v[j] = Load<V8>(sum + 8 * j);
+  for (int64_t k = 0; k < n; ++k) {
+    if (!own.Owns(fids.fid_offset[k])) continue;
+    float* d = fids[k] + lo;
+#pragma GCC unroll 8
+    for (int j = 0; j < kTiles; ++j) Store<V8>(d + 8 * j, Load<V8>(d + 8 * j) + v[j]);
+  }
+}
+
 // Adds one entry's gradient to each of its n (checked) fids that `own` owns: the regions of the
 // span's slices for row r are first summed, in slice order (MEAN terms g / n), into one row, so
 // every fid is decoded and its row written once however many slices pool the feature (a bias
@@ -578,6 +599,10 @@ inline void ScatterPooledEntry(const LayoutConfig& config, const PooledSpan& spa
     for (int t = 0; t < s->width; ++t) d[t] += s->pooling == kMean ? g[t] / nf : g[t];
   }
   const int w = span.hi - span.lo;
+  if (w % 8 == 0 && w <= 8 * kMaxRowTiles) {
+    ScatterRow(w / 8, sum->data(), fids, n, span.lo, own);
+    return;
+  }
   for (int64_t k = 0; k < n; ++k) {
     if (own.Owns(fids.fid_offset[k])) Add(fids[k] + span.lo, sum->data(), w);
   }
