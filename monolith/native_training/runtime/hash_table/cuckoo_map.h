@@ -360,7 +360,7 @@ class CuckooMap {
     static_assert(2 * kAhead < kRing, "the ring holds the keys in flight");
     Probe ring[kRing];
     const uint64_t lock_mask = snap.locks->size - 1;
-    auto advance = [&](int64_t step) {
+    auto advance = [&](int64_t step) __attribute__((always_inline)) {
       const int64_t s = step + 2 * kAhead, f = step + kAhead, t = step + kAhead / 2;
       if (s >= begin && s < n) {
         Probe& p = ring[s & (kRing - 1)];
