@@ -103,15 +103,9 @@ bool EmbeddingHashTable::Lookup(int64_t id, float* out) const {
 int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n, float* out) const {
   const int dim = accessor_.dim();
   // Plain stores, not streaming ones: the rows are read next by the caller (and on a large
-  // last-level cache streaming made lookups 15-25 % slower); a plain embedding is one memcpy
-  // instead of Fill's per-segment virtual calls.
-  const bool plain = accessor_.PlainEmbedding();
+  // last-level cache streaming made lookups 15-25 % slower).
   auto fill = [&](int64_t i, const CuckooMap::Value& v) {
-    if (plain) {
-      std::memcpy(out + i * dim, arena_.Get(v.handle), sizeof(float) * dim);
-    } else {
-      accessor_.Fill(arena_.Get(v.handle), out + i * dim);
-    }
+    accessor_.Fill(arena_.Get(v.handle), out + i * dim);
   };
   return map_.BatchOptimisticFind(
       ids, n,

@@ -234,7 +234,7 @@ void EntryAccessor::Init(void* entry) const {
   }
 }
 
-void EntryAccessor::Fill(const void* entry, float* out) const {
+void EntryAccessor::FillSegments(const void* entry, float* out) const {
   const char* base = static_cast<const char*>(entry);
   for (const auto& s : segments_) {
     if (serving_) {
