@@ -4,13 +4,26 @@
 
 namespace monolith {
 
-// GCC counts __builtin_prefetch as free of side effects: a function that only prefetches is
-// found pure and every call to it that is not inlined is deleted (the layout kernels' prefetch
-// helpers compiled to nothing that way). The empty volatile asm keeps them.
+// Prefetches the cache line holding p; kForWrite asks for it in exclusive state, so that a store
+// to a line another core shares (a lock stripe, an entry) does not stall on an ownership request.
+//
+// On x86-64 the instruction is written out: GCC turns __builtin_prefetch(p, 1) into prefetchw
+// only under -mprfchw and otherwise emits a plain prefetcht0 (all write prefetches had been
+// read prefetches). CPUs without PRFCHW execute prefetchw as a NOP. Volatile asm also keeps the
+// prefetch: GCC counts __builtin_prefetch as free of side effects, finds a function that only
+// prefetches pure and deletes every call to it that is not inlined.
 template <bool kForWrite = false>
 inline void PrefetchLine(const void* p) {
+#if defined(__x86_64__)
+  if (kForWrite) {
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+  } else {
+    asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+  }
+#else
   __builtin_prefetch(p, kForWrite);
   asm volatile("" : : "r"(p));
+#endif
 }
 
 }  // namespace monolith
