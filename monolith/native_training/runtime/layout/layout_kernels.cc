@@ -285,10 +285,11 @@ inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, co
   }
 }
 
-// A slice's output elements of row r lie in a column of the row-major output, one cache line per
-// row apart, so each is a miss; their write is requested ahead like the embeddings.
-inline void PrefetchRegion(const SliceInfo& s, const float* dst) {
-  for (int64_t t = 0; t < s.region; t += 64 / sizeof(float)) PrefetchLine<true>(dst + t);
+// A slice's upstream gradient elements of row r lie in a column of the row-major gradient, one
+// cache line per row apart, so each is a miss; they are read (not written) ahead like the
+// embeddings.
+inline void PrefetchRegion(const SliceInfo& s, const float* g) {
+  for (int64_t t = 0; t < s.region; t += 64 / sizeof(float)) PrefetchLine(g + t);
 }
 
 constexpr int64_t kPrefetchEntries = 4;
