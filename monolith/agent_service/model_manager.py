@@ -78,8 +78,11 @@ class ModelManager:
   def run(self):
     while not self._exist.is_set():
       try:
-        self.loop_once()
-        self.remove_read_lock()
+        try:
+          self.loop_once()
+        finally:
+          # A failed pass must not leave the source versions read-locked until the next one.
+          self.remove_read_lock()
         if self._use_metrics:
           self.check_model_update_time()
         self.remove_old_file()

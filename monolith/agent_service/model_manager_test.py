@@ -53,9 +53,22 @@ class ModelManagerTest(unittest.TestCase):
 
   def test_start(self):
     create_file(MODEL, 1234567, self.p2p)
-    self.assertTrue(self.manager().start())
+    manager = self.manager()
+    self.assertTrue(manager.start())
     self.assertEqual(self.copied(1234567), [True, True])
-    # Read locks are gone once the copy is done.
+    # Every pass releases its read locks (the background loop holds them only while it reads,
+    # so look once it has stopped).
+    manager.stop()
+    self.assertEqual([n for n in os.listdir(self.p2p) if n.endswith(READ_LOCK)], [])
+
+  def test_failed_pass_releases_read_locks(self):
+    create_file(MODEL, 1234567, self.p2p)
+    manager = self.manager(loop_interval=0.05)
+    self.assertTrue(manager.start())
+    create_file(MODEL, 1234568, self.p2p)
+    with mock.patch.object(manager, 'copy_model', side_effect=OSError('disk full')):
+      time.sleep(0.3)  # several failing passes
+      manager.stop()
     self.assertEqual([n for n in os.listdir(self.p2p) if n.endswith(READ_LOCK)], [])
 
   def test_ignore_old(self):
