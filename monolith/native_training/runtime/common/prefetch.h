@@ -2,6 +2,8 @@
 #ifndef MONOLITH_NATIVE_TRAINING_RUNTIME_COMMON_PREFETCH_H_
 #define MONOLITH_NATIVE_TRAINING_RUNTIME_COMMON_PREFETCH_H_
 
+#include <cstdint>
+
 namespace monolith {
 
 // Prefetches the cache line holding p; kForWrite asks for it in exclusive state, so that a store
@@ -24,6 +26,15 @@ inline void PrefetchLine(const void* p) {
   __builtin_prefetch(p, kForWrite);
   asm volatile("" : : "r"(p));
 #endif
+}
+
+// Every cache line of [p, p + bytes): a row wider than a line spans several, and fetching only
+// the first left the rest to be missed one after another.
+template <bool kForWrite = false>
+inline void PrefetchLines(const void* p, int64_t bytes) {
+  for (int64_t off = 0; off < bytes; off += 64) {
+    PrefetchLine<kForWrite>(static_cast<const char*>(p) + off);
+  }
 }
 
 }  // namespace monolith

@@ -64,10 +64,7 @@ EmbeddingHashTable::~EmbeddingHashTable() {
 }
 
 void EmbeddingHashTable::PrefetchEntryForWrite(const CuckooMap::Value& v) const {
-  const char* entry = arena_.Get(v.handle);
-  for (int64_t off = 0; off < prefetch_bytes_; off += 64) {
-    PrefetchLine</*kForWrite=*/true>(entry + off);
-  }
+  PrefetchLines</*kForWrite=*/true>(arena_.Get(v.handle), prefetch_bytes_);
 }
 
 uint32_t EmbeddingHashTable::NewEntry() {
@@ -111,8 +108,7 @@ int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n, float* ou
       ids, n,
       [&](const CuckooMap::Value& v) {
         // A stale handle only prefetches a wrong (still mapped) address, which is harmless.
-        const char* entry = arena_.Get(v.handle);
-        for (int64_t off = 0; off < lookup_prefetch_bytes_; off += 64) PrefetchLine(entry + off);
+        PrefetchLines(arena_.Get(v.handle), lookup_prefetch_bytes_);
       },
       [&](int64_t i, const CuckooMap::Value* v) {
         if (v == nullptr) {

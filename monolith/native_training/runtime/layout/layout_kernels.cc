@@ -253,13 +253,6 @@ inline bool PoolEntry(const SliceInfo& s, const std::vector<Block>& blocks, cons
   return true;
 }
 
-// Every cache line of p[0, n): a wide embedding row spans several, and fetching only the first
-// left the rest to be missed one after another.
-template <bool kForWrite>
-inline void PrefetchLines(const float* p, int64_t n) {
-  for (int64_t t = 0; t < n; t += 64 / sizeof(float)) PrefetchLine<kForWrite>(p + t);
-}
-
 // Starts loading (or, for the gradient scatter, acquiring for writing) the embeddings of entry e.
 // Fids are random rows of large tables, so without this every fid costs a full cache-miss latency;
 // issued a few entries ahead. Invalid offsets are skipped here and reported by the pooling itself.
@@ -278,9 +271,9 @@ inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, co
     const int64_t off = static_cast<int64_t>(i2) * b.stride + s.start;
     if (off + s.width > b.count) continue;
     if (for_write) {
-      PrefetchLines<true>(b.data + off, s.width);
+      PrefetchLines<true>(b.data + off, s.width * sizeof(float));
     } else {
-      PrefetchLines<false>(b.data + off, s.width);
+      PrefetchLines<false>(b.data + off, s.width * sizeof(float));
     }
   }
 }
@@ -289,7 +282,7 @@ inline void PrefetchEntry(const std::vector<Block>& blocks, const Offsets& o, co
 // cache line per row apart, so each is a miss; they are read (not written) ahead like the
 // embeddings.
 inline void PrefetchRegion(const SliceInfo& s, const float* g) {
-  for (int64_t t = 0; t < s.region; t += 64 / sizeof(float)) PrefetchLine(g + t);
+  PrefetchLines(g, s.region * sizeof(float));
 }
 
 constexpr int64_t kPrefetchEntries = 4;
@@ -451,7 +444,7 @@ inline void PrefetchFidsAhead(const std::vector<Block>& blocks, const Offsets& o
       const Block& b = blocks[i1];
       const uintptr_t at = reinterpret_cast<uintptr_t>(b.data) +
                            (static_cast<uint32_t>(o.fid_offset[k]) * b.stride + widest.start) * sizeof(float);
-      PrefetchLines<kForWrite>(reinterpret_cast<const float*>(at), widest.width);
+      PrefetchLines<kForWrite>(reinterpret_cast<const float*>(at), widest.width * sizeof(float));
     }
   }
 }
