@@ -65,7 +65,9 @@ std::string BuildBlocksV4(const LayoutConfig& config, int ps_num, const FloatBuf
 
 // Writes every element of every output. `outputs[i]` must hold Rows(batch_size) × row_elems floats
 // of config.outputs()[i]. With a runner, the rows are split into `num_threads` ranges run through
-// it (results are bit-identical to the serial run). Returns "" or an error naming the feature.
+// it (results are bit-identical to the serial run). Large exclusive outputs are written with
+// non-temporal stores, so they are not left in the caches. Returns "" or an error naming the
+// feature.
 std::string LayoutForward(const LayoutConfig& config, const std::vector<Block>& blocks,
                           const Offsets& offsets, int64_t batch_size,
                           const std::vector<FloatBuffer>& outputs, const ParallelRunner& runner,
