@@ -28,13 +28,17 @@ inline void PrefetchLine(const void* p) {
 #endif
 }
 
-// Every cache line of [p, p + bytes): a row wider than a line spans several, and fetching only
-// the first left the rest to be missed one after another.
+// Every cache line of [p, p + bytes), and at least the one holding p: a row wider than a line
+// spans several, and fetching only the first left the rest to be missed one after another.
+// (A do-while: most rows are one line, and the hot loops call this once per id.)
 template <bool kForWrite = false>
 inline void PrefetchLines(const void* p, int64_t bytes) {
-  for (int64_t off = 0; off < bytes; off += 64) {
-    PrefetchLine<kForWrite>(static_cast<const char*>(p) + off);
-  }
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+  uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  do {
+    PrefetchLine<kForWrite>(reinterpret_cast<const char*>(at));
+    at += 64;
+  } while (at < end);
 }
 
 }  // namespace monolith

@@ -435,13 +435,18 @@ PooledPlan PlanPooled(const LayoutConfig& config, const std::vector<const SliceI
   return plan;
 }
 
-// Whether every fid of one entry lies inside its block for the elements [0, reach) (the step's
-// widest slice), checked just before the entry is pooled (its fids are then in L1) so that the
-// pooling loops run without checks and the first error met is the first in pooling order.
-inline bool CheckFids(const std::vector<Block>& blocks, const uint64_t* fids, int64_t n, int64_t reach,
-                      const SliceInfo& widest, std::string* err) {
+// Checks that every fid of one entry, fids[0, n), lies inside its block for the elements
+// [0, reach) of the step's widest slice, and resolves each to E(f) + lo in ptrs[k] (null where
+// !owns(fid)). Run just before the entry is pooled or scattered (its fids are then in L1), so the
+// pooling loops run without checks, the first error met is the first in pooling order, and no
+// loop decodes a fid again (checking, then decoding once per pooled tile or scattered fid, was a
+// fifth of the instructions of the forward and backward).
+template <class Owns>
+inline bool ResolveFids(const std::vector<Block>& blocks, const uint64_t* fids, int64_t n, const SliceInfo& widest,
+                        int64_t lo, const Owns& owns, float** ptrs, std::string* err) {
   const Block* b = blocks.data();
   const uint64_t num_blocks = blocks.size();
+  const int64_t reach = widest.start + widest.width;
   for (int64_t k = 0; k < n; ++k) {
     const uint64_t i1 = fids[k] >> 32;
     const int32_t i2 = static_cast<int32_t>(fids[k] & 0xffffffffu);
@@ -449,9 +454,12 @@ inline bool CheckFids(const std::vector<Block>& blocks, const uint64_t* fids, in
       *err = ResolveError(blocks, fids[k], widest);
       return false;
     }
+    ptrs[k] = owns(fids[k]) ? b[i1].data + static_cast<int64_t>(i2) * b[i1].stride + lo : nullptr;
   }
   return true;
 }
+
+inline bool OwnsAll(uint64_t) { return true; }
 
 // Prefetches (for writing: kForWrite) the embeddings of the fids kPrefetchFids positions after
 // the entry [begin, end): those of a later entry, a few rows ahead. Prefetches never fault, and an
@@ -459,12 +467,13 @@ inline bool CheckFids(const std::vector<Block>& blocks, const uint64_t* fids, in
 template <bool kForWrite>
 inline void PrefetchFidsAhead(const std::vector<Block>& blocks, const Offsets& o, int64_t begin, int64_t end,
                               const SliceInfo& widest) {
+  const Block* b = blocks.data();
+  const uint64_t num_blocks = blocks.size();
   for (int64_t k = begin + kPrefetchFids, k_end = std::min(end + kPrefetchFids, o.num_fids); k < k_end; ++k) {
     const uint64_t i1 = o.fid_offset[k] >> 32;
-    if (i1 < blocks.size()) {
-      const Block& b = blocks[i1];
-      const uintptr_t at = reinterpret_cast<uintptr_t>(b.data) +
-                           (static_cast<uint32_t>(o.fid_offset[k]) * b.stride + widest.start) * sizeof(float);
+    if (i1 < num_blocks) {
+      const uintptr_t at = reinterpret_cast<uintptr_t>(b[i1].data) +
+                           (static_cast<uint32_t>(o.fid_offset[k]) * b[i1].stride + widest.start) * sizeof(float);
       PrefetchLines<kForWrite>(reinterpret_cast<const float*>(at), widest.width * sizeof(float));
     }
   }
@@ -477,6 +486,7 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
                         const std::vector<Block>& blocks, const Offsets& o, int64_t row_begin,
                         int64_t row_end, const std::vector<FloatBuffer>& outputs) {
   std::vector<float> tmp;
+  std::vector<float*> ptrs;              // the entry's resolved embeddings
   std::vector<const SliceInfo*> pooled;  // the step's SUM/MEAN slices
   Rider rider{};
   for (const Step& step : steps) {
@@ -494,25 +504,29 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
     }
     if (pooled.empty()) continue;
     const SliceInfo& widest = *step.widest;
-    const int64_t reach = widest.start + widest.width;
     const PooledPlan plan = PlanPooled(config, pooled, outputs);
     if (plan.has_rider) {
       rider.off = plan.rider.slice->start;
       rider.assign = plan.rider.assign;
     }
     const bool mean = widest.pooling == kMean;
+    // Read once: the pooling's stores (memcpy, which may alias anything) would make the compiler
+    // reload the vector's bounds for every row.
+    const PooledTarget* targets = plan.order.data();
+    const size_t num_targets = plan.order.size();
     int64_t begin = 0, end = 0;
     for (int64_t r = row_begin; r < row_end; ++r) {
       const int64_t e = fe.start + r;
       if (!EntryFids(o, widest, e, &begin, &end, &err)) return err;
       const int64_t n = end - begin;
-      if (!CheckFids(blocks, o.fid_offset + begin, n, reach, widest, &err)) return err;
+      if (static_cast<int64_t>(ptrs.size()) < n) ptrs.resize(n);
+      if (!ResolveFids(blocks, o.fid_offset + begin, n, widest, 0, OwnsAll, ptrs.data(), &err)) return err;
       PrefetchFidsAhead<false>(blocks, o, begin, end, widest);
-      const FidSources srcs{blocks.data(), o.fid_offset + begin};
+      const float* const* srcs = ptrs.data();
       const float nf = static_cast<float>(n);
       rider.dst = plan.rider.Row(r);
-      for (size_t j = 0; j < plan.order.size(); ++j) {
-        const PooledTarget& t = plan.order[j];
+      for (size_t j = 0; j < num_targets; ++j) {
+        const PooledTarget& t = targets[j];
         const int64_t off = t.slice->start;
         const int w = t.slice->width;
         if (j == 0 && plan.has_rider) {
@@ -562,64 +576,96 @@ inline void ScatterEntry(const SliceInfo& s, const FidSources& fids, int64_t n, 
   }
 }
 
-// The SUM/MEAN slices of a step, scattered together, and the elements [lo, hi) of E(f) they span.
-struct PooledSpan {
-  std::vector<const SliceInfo*> slices;
-  int64_t lo = 0, hi = 0;
-  explicit PooledSpan(const Step& step) {
-    if (step.widest->pooling == kFirstN) return;  // pooling is per feature: all or none of a step
-    slices = step.slices;
-    lo = step.widest->start;
-    for (const SliceInfo* s : slices) {
-      lo = std::min<int64_t>(lo, s->start);
-      hi = std::max<int64_t>(hi, s->start + s->width);
-    }
-  }
-};
 
-// Adds the row `sum` of tiles * 8 floats, held in registers, to elements [lo, ...) of each owned
-// fid's row: for the usual embedding widths (multiples of 8 up to 64) each fid then costs one load
-// and one store per tile (the generic Add re-read `sum` and ran a loop with a tail per fid: the
-// backward was 10-15 % slower). Dispatches the runtime tile count to a compile-time one.
+// Adds the row `sum` of kTiles * 8 floats, held in registers, to each non-null row of `rows`: for
+// the usual embedding widths (multiples of 8 up to 64) each fid then costs one load and one store
+// per tile (the generic Add re-read `sum` and ran a loop with a tail per fid: the backward was
+// 10-15 % slower).
 constexpr int kMaxRowTiles = 8;
-template <int kTiles = kMaxRowTiles>
-inline void ScatterRow(int tiles, const float* sum, const FidSources& fids, int64_t n, int64_t lo,
-                       const Ownership& own) {
-  if constexpr (kTiles > 1) {
-    if (tiles != kTiles) return ScatterRow<kTiles - 1>(tiles, sum, fids, n, lo, own);
-  }
+template <int kTiles>
+inline void ScatterTiles(const float* sum, float* const* rows, int64_t n) {
   V8 v[kTiles];
   for (int j = 0; j < kTiles; ++j) v[j] = Load<V8>(sum + 8 * j);
   for (int64_t k = 0; k < n; ++k) {
-    if (!own.Owns(fids.fid_offset[k])) continue;
-    float* d = fids[k] + lo;
+    float* d = rows[k];
+    if (d == nullptr) continue;
 #pragma GCC unroll 8
     for (int j = 0; j < kTiles; ++j) Store<V8>(d + 8 * j, Load<V8>(d + 8 * j) + v[j]);
   }
 }
 
-// Adds one entry's gradient to each of its n (checked) fids that `own` owns: the regions of the
-// span's slices for row r are first summed, in slice order (MEAN terms g / n), into one row, so
-// every fid is decoded and its row written once however many slices pool the feature (a bias
-// slice beside a vector slice cost a second pass over the fids, a quarter of the backward).
-inline void ScatterPooledEntry(const LayoutConfig& config, const PooledSpan& span,
-                               const std::vector<FloatBuffer>& grads, int64_t r, const FidSources& fids,
-                               int64_t n, std::vector<float>* sum, const Ownership& own) {
+// ScatterTiles for a runtime tile count in [1, kMaxRowTiles].
+inline void ScatterRow(int tiles, const float* sum, float* const* rows, int64_t n) {
+  switch (tiles) {
+    case 1: return ScatterTiles<1>(sum, rows, n);
+    case 2: return ScatterTiles<2>(sum, rows, n);
+    case 3: return ScatterTiles<3>(sum, rows, n);
+    case 4: return ScatterTiles<4>(sum, rows, n);
+    case 5: return ScatterTiles<5>(sum, rows, n);
+    case 6: return ScatterTiles<6>(sum, rows, n);
+    case 7: return ScatterTiles<7>(sum, rows, n);
+    default: return ScatterTiles<kMaxRowTiles>(sum, rows, n);
+  }
+}
+
+// Where a SUM/MEAN slice's upstream gradient lies: row r's region starts at base + r * row_elems.
+// Resolved once per step, so the per-row loop does not index the config and the outputs.
+struct SliceGrad {
+  const float* base;
+  int64_t row_elems;
+  int64_t region;   // floats of one row's region (prefetched ahead)
+  int64_t sum_off;  // its first element's position in the span's summed row
+  int width;
+  bool mean;
+  const float* Row(int64_t r) const { return base + r * row_elems; }
+};
+
+// A SUM/MEAN step's slices, summed per row into one row over the elements [lo, lo + width) of E(f).
+struct PooledSpan {
+  std::vector<SliceGrad> slices;
+  int64_t lo = 0;
+  int width = 0;
+  PooledSpan(const LayoutConfig& config, const Step& step, const std::vector<FloatBuffer>& grads) {
+    if (step.widest->pooling == kFirstN) return;  // pooling is per feature: all or none of a step
+    int64_t hi = 0;
+    lo = step.widest->start;
+    for (const SliceInfo* s : step.slices) {
+      lo = std::min<int64_t>(lo, s->start);
+      hi = std::max<int64_t>(hi, s->start + s->width);
+    }
+    width = static_cast<int>(hi - lo);
+    for (const SliceInfo* s : step.slices) {
+      slices.push_back({grads[s->output].data + s->offset, config.outputs()[s->output].row_elems, s->region,
+                        s->start - lo, s->width, s->pooling == kMean});
+    }
+  }
+};
+
+// Adds one entry's gradient to each of its n fids' rows `rows` (E(f) + span.lo; null: another
+// item's): the regions of the span's slices for row r are first summed, in slice order (MEAN terms
+// g / n), into one row, so every fid's row is written once however many slices pool the feature (a
+// bias slice beside a vector slice cost a second pass over the fids, a quarter of the backward).
+// `sum` holds span.width floats.
+inline void ScatterPooledEntry(const PooledSpan& span, int64_t r, float* const* rows, int64_t n, float* sum) {
   if (n == 0) return;
   const float nf = static_cast<float>(n);
-  sum->assign(span.hi - span.lo, 0.f);
-  for (const SliceInfo* s : span.slices) {
-    const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
-    float* d = sum->data() + (s->start - span.lo);
-    for (int t = 0; t < s->width; ++t) d[t] += s->pooling == kMean ? g[t] / nf : g[t];
+  std::fill_n(sum, span.width, 0.f);
+  for (const SliceGrad& sg : span.slices) {
+    const float* g = sg.Row(r);
+    float* d = sum + sg.sum_off;
+    if (sg.mean) {
+      for (int t = 0; t < sg.width; ++t) d[t] += g[t] / nf;
+    } else {
+      for (int t = 0; t < sg.width; ++t) d[t] += g[t];
+    }
   }
-  const int w = span.hi - span.lo;
+  const int w = span.width;
   if (w % 8 == 0 && w <= 8 * kMaxRowTiles) {
-    ScatterRow(w / 8, sum->data(), fids, n, span.lo, own);
+    ScatterRow(w / 8, sum, rows, n);
     return;
   }
   for (int64_t k = 0; k < n; ++k) {
-    if (own.Owns(fids.fid_offset[k])) Add(fids[k] + span.lo, sum->data(), w);
+    if (rows[k] != nullptr) Add(rows[k], sum, w);
   }
 }
 
@@ -637,6 +683,14 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
                          const Offsets& o, int64_t batch_size, const std::vector<FloatBuffer>& grads,
                          const std::vector<int64_t>& block_owner, int64_t item, size_t* error_step) {
   std::vector<float> tmp, g_over_n;
+  std::vector<float*> ptrs;  // the entry's resolved gradient rows
+  // Checks entry [begin, end) of `step`, resolving its fids' rows (E(f) + lo) into ptrs.
+  auto resolve = [&](const Step& step, int64_t begin, int64_t end, int64_t lo, const Ownership& own,
+                     std::string* err) {
+    if (static_cast<int64_t>(ptrs.size()) < end - begin) ptrs.resize(end - begin);
+    return ResolveFids(blocks, o.fid_offset + begin, end - begin, *step.widest, lo,
+                       [&own](uint64_t v) { return own.Owns(v); }, ptrs.data(), err);
+  };
   for (size_t j = 0; j < steps.size(); ++j) {
     const Step& step = steps[j];
     *error_step = j;
@@ -647,13 +701,11 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
     if (!err.empty()) return err;
     if (fe.count == 0) continue;
     const SliceInfo& widest = *step.widest;
-    const int64_t reach = widest.start + widest.width;
-    const PooledSpan span(step);
     int64_t begin = 0, end = 0;
     if (fe.shared) {
       // Every row pooled the same entry: sum the rows' gradients, then scatter once.
       if (!EntryFids(o, widest, fe.start, &begin, &end, &err)) return err;
-      if (!CheckFids(blocks, o.fid_offset + begin, end - begin, reach, widest, &err)) return err;
+      if (!resolve(step, begin, end, 0, own, &err)) return err;
       for (const SliceInfo* s : step.slices) {
         const float* g = grads[s->output].data + s->offset;
         const int64_t row = config.outputs()[s->output].row_elems;
@@ -663,9 +715,23 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
       }
       continue;
     }
-    for (int64_t r = 0; r < batch_size; ++r) {
+    const PooledSpan span(config, step, grads);
+    if (!span.slices.empty()) {
+      tmp.resize(span.width);
+      for (int64_t r = 0; r < batch_size; ++r) {
+        if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
+        if (!resolve(step, begin, end, span.lo, own, &err)) return err;
+        PrefetchFidsAhead<true>(blocks, o, begin, end, widest);
+        if (r + kPrefetchEntries < batch_size) {
+          for (const SliceGrad& sg : span.slices) PrefetchLines(sg.Row(r + kPrefetchEntries), sg.region * sizeof(float));
+        }
+        ScatterPooledEntry(span, r, ptrs.data(), end - begin, tmp.data());
+      }
+      continue;
+    }
+    for (int64_t r = 0; r < batch_size; ++r) {  // FIRSTN: slice by slice, fid by fid
       if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
-      if (!CheckFids(blocks, o.fid_offset + begin, end - begin, reach, widest, &err)) return err;
+      if (!resolve(step, begin, end, 0, own, &err)) return err;
       PrefetchFidsAhead<true>(blocks, o, begin, end, widest);
       if (r + kPrefetchEntries < batch_size) {
         for (const SliceInfo* s : step.slices) {
@@ -673,10 +739,6 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
         }
       }
       const FidSources fids{blocks.data(), o.fid_offset + begin};
-      if (!span.slices.empty()) {
-        ScatterPooledEntry(config, span, grads, r, fids, end - begin, &tmp, own);
-        continue;
-      }
       for (const SliceInfo* s : step.slices) {
         const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
         ScatterEntry(*s, fids, end - begin, g, &g_over_n, own);
@@ -698,10 +760,12 @@ std::vector<int64_t> StepBlocks(const std::vector<Step>& steps, const std::vecto
     const int64_t begin = o.feature_offset[fe.start];
     const int64_t end = fe.start + fe.count < o.num_entries ? o.feature_offset[fe.start + fe.count] : o.num_fids;
     if (begin < 0 || end <= begin || end > o.num_fids) continue;
-    const uint64_t block = o.fid_offset[begin] >> 32;
-    bool one = block < blocks.size();
-    for (int64_t k = begin + 1; one && k < end; ++k) one = (o.fid_offset[k] >> 32) == block;
-    if (one) step_block[j] = block;
+    const uint64_t first = o.fid_offset[begin];
+    // OR of every fid's block bits XOR the first's: branch-free, so it vectorizes (this scan
+    // reads every fid once per backward).
+    uint64_t differ = 0;
+    for (int64_t k = begin + 1; k < end; ++k) differ |= (o.fid_offset[k] ^ first) >> 32;
+    if (differ == 0 && (first >> 32) < blocks.size()) step_block[j] = first >> 32;
   }
   return step_block;
 }
