@@ -45,16 +45,6 @@ struct Rider {
   float* dst;
 };
 
-// The embeddings of one entry's (checked) fids, decoded as they are pooled: srcs[k] is E(f_k)[0].
-struct FidSources {
-  const Block* blocks;
-  const uint64_t* fid_offset;
-  float* operator[](int64_t k) const {
-    const Block& b = blocks[fid_offset[k] >> 32];
-    return b.data + static_cast<int64_t>(static_cast<int32_t>(fid_offset[k] & 0xffffffffu)) * b.stride;
-  }
-};
-
 // One tile of kTiles vectors V at dst: a[j] = (assign ? term_0 : dst + term_0), then += term_k
 // (MEAN: term / n), with the rider (if kRider) pooled in the same loop. The rider and the tile
 // count are compile-time so that every accumulator stays in a register. `stream` (with assign):
@@ -559,11 +549,11 @@ struct Ownership {
   }
 };
 
-// Scatters the gradient region g of one entry, whose n fids were checked, into the owned fids'
-// gradient blocks. MEAN adds g / n, computed once per entry into `g_over_n` (the values upstream
+// Scatters the gradient region g of one entry into its n fids' rows `rows` (E(f), resolved; null:
+// another item's). MEAN adds g / n, computed once per entry into `g_over_n` (the values upstream
 // computes per fid).
-inline void ScatterEntry(const SliceInfo& s, const FidSources& fids, int64_t n, const float* g,
-                         std::vector<float>* g_over_n, const Ownership& own) {
+inline void ScatterEntry(const SliceInfo& s, float* const* rows, int64_t n, const float* g,
+                         std::vector<float>* g_over_n) {
   const int64_t kept = s.pooling == kFirstN ? std::min<int64_t>(n, s.max_sequence_length) : n;
   if (s.pooling == kMean && n > 0) {
     const float nf = static_cast<float>(n);
@@ -572,10 +562,9 @@ inline void ScatterEntry(const SliceInfo& s, const FidSources& fids, int64_t n, 
     g = g_over_n->data();
   }
   for (int64_t k = 0; k < kept; ++k) {
-    if (own.Owns(fids.fid_offset[k])) Add(fids[k] + s.start, s.pooling == kFirstN ? g + k * s.seq_stride : g, s.width);
+    if (rows[k] != nullptr) Add(rows[k] + s.start, s.pooling == kFirstN ? g + k * s.seq_stride : g, s.width);
   }
 }
-
 
 // Adds the row `sum` of kTiles * 8 floats, held in registers, to each non-null row of `rows`: for
 // the usual embedding widths (multiples of 8 up to 64) each fid then costs one load and one store
@@ -711,7 +700,7 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
         const int64_t row = config.outputs()[s->output].row_elems;
         tmp.assign(s->region, 0.f);
         for (int64_t r = 0; r < batch_size; ++r) PlaceRegion(*s, g + r * row, tmp.data(), false);
-        ScatterEntry(*s, FidSources{blocks.data(), o.fid_offset + begin}, end - begin, tmp.data(), &g_over_n, own);
+        ScatterEntry(*s, ptrs.data(), end - begin, tmp.data(), &g_over_n);
       }
       continue;
     }
@@ -738,10 +727,9 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
           PrefetchRegion(*s, grads[s->output].data + s->offset + (r + kPrefetchEntries) * config.outputs()[s->output].row_elems);
         }
       }
-      const FidSources fids{blocks.data(), o.fid_offset + begin};
       for (const SliceInfo* s : step.slices) {
         const float* g = grads[s->output].data + s->offset + r * config.outputs()[s->output].row_elems;
-        ScatterEntry(*s, fids, end - begin, g, &g_over_n, own);
+        ScatterEntry(*s, ptrs.data(), end - begin, g, &g_over_n);
       }
     }
   }
