@@ -426,14 +426,16 @@ PooledPlan PlanPooled(const LayoutConfig& config, const std::vector<const SliceI
 }
 
 // Checks that every fid of one entry, fids[0, n), lies inside its block for the elements
-// [0, reach) of the step's widest slice, and resolves each to E(f) + lo in ptrs[k] (null where
+// [0, reach) of the step's widest slice, and resolves each to E(f) + lo in (*rows)[k] (null where
 // !owns(fid)). Run just before the entry is pooled or scattered (its fids are then in L1), so the
 // pooling loops run without checks, the first error met is the first in pooling order, and no
 // loop decodes a fid again (checking, then decoding once per pooled tile or scattered fid, was a
 // fifth of the instructions of the forward and backward).
 template <class Owns>
 inline bool ResolveFids(const std::vector<Block>& blocks, const uint64_t* fids, int64_t n, const SliceInfo& widest,
-                        int64_t lo, const Owns& owns, float** ptrs, std::string* err) {
+                        int64_t lo, const Owns& owns, std::vector<float*>* rows, std::string* err) {
+  if (static_cast<int64_t>(rows->size()) < n) rows->resize(n);
+  float** ptrs = rows->data();
   const Block* b = blocks.data();
   const uint64_t num_blocks = blocks.size();
   const int64_t reach = widest.start + widest.width;
@@ -448,8 +450,6 @@ inline bool ResolveFids(const std::vector<Block>& blocks, const uint64_t* fids, 
   }
   return true;
 }
-
-inline bool OwnsAll(uint64_t) { return true; }
 
 // Prefetches (for writing: kForWrite) the embeddings of the fids kPrefetchFids positions after
 // the entry [begin, end): those of a later entry, a few rows ahead. Prefetches never fault, and an
@@ -509,8 +509,9 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
       const int64_t e = fe.start + r;
       if (!EntryFids(o, widest, e, &begin, &end, &err)) return err;
       const int64_t n = end - begin;
-      if (static_cast<int64_t>(ptrs.size()) < n) ptrs.resize(n);
-      if (!ResolveFids(blocks, o.fid_offset + begin, n, widest, 0, OwnsAll, ptrs.data(), &err)) return err;
+      if (!ResolveFids(blocks, o.fid_offset + begin, n, widest, 0, [](uint64_t) { return true; }, &ptrs, &err)) {
+        return err;
+      }
       PrefetchFidsAhead<false>(blocks, o, begin, end, widest);
       const float* const* srcs = ptrs.data();
       const float nf = static_cast<float>(n);
@@ -673,17 +674,11 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
                          const std::vector<int64_t>& block_owner, int64_t item, size_t* error_step) {
   std::vector<float> tmp, g_over_n;
   std::vector<float*> ptrs;  // the entry's resolved gradient rows
-  // Checks entry [begin, end) of `step`, resolving its fids' rows (E(f) + lo) into ptrs.
-  auto resolve = [&](const Step& step, int64_t begin, int64_t end, int64_t lo, const Ownership& own,
-                     std::string* err) {
-    if (static_cast<int64_t>(ptrs.size()) < end - begin) ptrs.resize(end - begin);
-    return ResolveFids(blocks, o.fid_offset + begin, end - begin, *step.widest, lo,
-                       [&own](uint64_t v) { return own.Owns(v); }, ptrs.data(), err);
-  };
   for (size_t j = 0; j < steps.size(); ++j) {
     const Step& step = steps[j];
     *error_step = j;
     const Ownership own{&block_owner, item, step_block[j]};
+    auto owns = [&own](uint64_t v) { return own.Owns(v); };
     if (step_block[j] >= 0 && block_owner[step_block[j]] != item) continue;
     FeatureEntries fe;
     std::string err = DecodeFeature(o, *step.widest, &fe);
@@ -694,7 +689,7 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
     if (fe.shared) {
       // Every row pooled the same entry: sum the rows' gradients, then scatter once.
       if (!EntryFids(o, widest, fe.start, &begin, &end, &err)) return err;
-      if (!resolve(step, begin, end, 0, own, &err)) return err;
+      if (!ResolveFids(blocks, o.fid_offset + begin, end - begin, widest, 0, owns, &ptrs, &err)) return err;
       for (const SliceInfo* s : step.slices) {
         const float* g = grads[s->output].data + s->offset;
         const int64_t row = config.outputs()[s->output].row_elems;
@@ -709,7 +704,7 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
       tmp.resize(span.width);
       for (int64_t r = 0; r < batch_size; ++r) {
         if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
-        if (!resolve(step, begin, end, span.lo, own, &err)) return err;
+        if (!ResolveFids(blocks, o.fid_offset + begin, end - begin, widest, span.lo, owns, &ptrs, &err)) return err;
         PrefetchFidsAhead<true>(blocks, o, begin, end, widest);
         if (r + kPrefetchEntries < batch_size) {
           for (const SliceGrad& sg : span.slices) PrefetchLines(sg.Row(r + kPrefetchEntries), sg.region * sizeof(float));
@@ -720,7 +715,7 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
     }
     for (int64_t r = 0; r < batch_size; ++r) {  // FIRSTN: slice by slice, fid by fid
       if (!EntryFids(o, widest, fe.start + r, &begin, &end, &err)) return err;
-      if (!resolve(step, begin, end, 0, own, &err)) return err;
+      if (!ResolveFids(blocks, o.fid_offset + begin, end - begin, widest, 0, owns, &ptrs, &err)) return err;
       PrefetchFidsAhead<true>(blocks, o, begin, end, widest);
       if (r + kPrefetchEntries < batch_size) {
         for (const SliceInfo* s : step.slices) {
