@@ -29,12 +29,13 @@ inline void PrefetchLine(const void* p) {
 }
 
 // Every cache line of [p, p + bytes), and at least the one holding p: a row wider than a line
-// spans several, and fetching only the first left the rest to be missed one after another.
-// (A do-while: most rows are one line, and the hot loops call this once per id.)
+// spans several, and fetching only the first left the rest to be missed one after another. The
+// walk starts at p's line, so an unaligned row's last line is fetched too. (A do-while: most rows
+// are one line, and the hot loops call this once per id.)
 template <bool kForWrite = false>
 inline void PrefetchLines(const void* p, int64_t bytes) {
   const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
-  uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  uintptr_t at = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
   do {
     PrefetchLine<kForWrite>(reinterpret_cast<const char*>(at));
     at += 64;

@@ -2,6 +2,7 @@
 // randomized comparison of every version against a direct per-fid reference (forward, and the
 // backward as the exact adjoint of the linear forward), parallel == serial, bad inputs, and wide
 // slices bit-identical to upstream's serial loop.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -298,41 +299,43 @@ void TestBadInput() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Wide slices (the vector tiles, a bias slice pooled in the same pass), empty entries and
-// duplicated fids: the forward is bit-identical to
+// Wide slices (the vector tiles; e, 140 wide, takes three passes over its fids in the backward,
+// the last one a partial tile; a bias slice pooled in the same pass), empty entries and duplicated
+// fids: the forward is bit-identical to
 // upstream's serial loop, the backward to its adjoint in the order BackwardRows documents, with or
-// without threads. At 13,200 rows the concat output (8.4 MB) is written with streaming stores.
+// without threads. At 13,200 rows the concat output (15.8 MB) is written with streaming stores.
 
 void TestWideSlicesExact(int batch) {
   std::mt19937 rng(7);
   auto rnd = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  const std::vector<std::string> names = {"a", "b", "c", "d"};  // sorted = feature order
-  const std::vector<int> dims = {16, 64, 32, 48};
-  const std::vector<int> pooling = {kSum, kMean, kMean, kSum};
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e"};  // sorted = feature order
+  const std::vector<int> dims = {16, 64, 32, 48, 140};
+  const std::vector<int> pooling = {kSum, kMean, kMean, kSum, kMean};
+  const int num_features = names.size();
   Msg cfgs;
   std::vector<testing::Slice> concat, bias;
-  for (int f = 0; f < 4; ++f) {
+  for (int f = 0; f < num_features; ++f) {
     AddFeature(&cfgs, names[f], FeatureConfigMsg("t" + std::to_string(f % 2), pooling[f], {dims[f]}));
     concat.push_back({names[f], 0, dims[f]});
     bias.push_back({names[f], 0, 1});
   }
   bias.push_back({"b", 5, 6});  // a second slice of b into the same ADDN output keeps its order
   AddLayout(&cfgs, "bias", OutConfigMsg(kAddN, bias, {{-1, 1}}));
-  AddLayout(&cfgs, "concat", OutConfigMsg(kConcat, concat, {{-1, 160}}));
+  AddLayout(&cfgs, "concat", OutConfigMsg(kConcat, concat, {{-1, 300}}));
   const LayoutConfig c = MustParse(cfgs.str());
 
   // One block per feature (rows of its dim); fids from 12 rows, so entries repeat rows.
   const int rows = 12;
-  std::vector<std::vector<float>> tables(4);
+  std::vector<std::vector<float>> tables(num_features);
   std::vector<Block> blocks;
-  for (int f = 0; f < 4; ++f) {
+  for (int f = 0; f < num_features; ++f) {
     for (int i = 0; i < rows * dims[f]; ++i) tables[f].push_back(rnd(-1000, 1000) / 997.f);
     blocks.push_back({tables[f].data(), dims[f], (int64_t)tables[f].size()});
   }
   std::vector<uint64_t> fid_offset;
   std::vector<int32_t> feature_offset;
   std::vector<uint32_t> nfl_offset;
-  for (int f = 0; f < 4; ++f) {
+  for (int f = 0; f < num_features; ++f) {
     nfl_offset.push_back(feature_offset.size());
     for (int r = 0; r < batch; ++r) {
       feature_offset.push_back(fid_offset.size());
@@ -377,22 +380,26 @@ void TestWideSlicesExact(int batch) {
       EXPECT_TRUE(std::memcmp(outs[i].data, want[i].data(), want[i].size() * sizeof(float)) == 0);
     }
     // Backward of the upstream gradient `outs` (any values do).
-    std::vector<std::vector<float>> grads(4);
+    std::vector<std::vector<float>> grads(num_features);
     std::vector<Block> grad_blocks;
-    for (int f = 0; f < 4; ++f) {
-      grads[f].assign(tables[f].size(), 0.f);
-      grad_blocks.push_back({grads[f].data(), dims[f], (int64_t)grads[f].size()});
+    // Each gradient is followed by a guard of -0.0: a masked-off lane written back, even as +0,
+    // would flip it to +0.0.
+    constexpr int kGuard = 8;
+    for (int f = 0; f < num_features; ++f) {
+      grads[f].assign(tables[f].size() + kGuard, -0.f);
+      std::fill_n(grads[f].begin(), tables[f].size(), 0.f);
+      grad_blocks.push_back({grads[f].data(), dims[f], (int64_t)tables[f].size()});
     }
     EXPECT_TRUE(LayoutBackward(c, grad_blocks, o, batch, outs, runner, kTestThreads).empty());
     // The adjoint, summed in the documented order: per feature step (its bias and concat slices;
-    // b's second bias slice comes after d's), row by row: the slices' terms summed, slice by
+    // b's second bias slice comes after e's), row by row: the slices' terms summed, slice by
     // slice, into one row over the elements they span, then added to each fid's row, fid by fid.
     const std::vector<SliceInfo>& bs = c.layouts()[0].slices;  // bias
     const std::vector<SliceInfo>& cs = c.layouts()[1].slices;  // concat
     const std::vector<std::vector<const SliceInfo*>> steps = {
-        {&bs[0], &cs[0]}, {&bs[1], &cs[1]}, {&bs[2], &cs[2]}, {&bs[3], &cs[3]}, {&bs[4]}};
-    std::vector<std::vector<float>> adjoint(4);
-    for (int f = 0; f < 4; ++f) adjoint[f].assign(tables[f].size(), 0.f);
+        {&bs[0], &cs[0]}, {&bs[1], &cs[1]}, {&bs[2], &cs[2]}, {&bs[3], &cs[3]}, {&bs[4], &cs[4]}, {&bs[5]}};
+    std::vector<std::vector<float>> adjoint(num_features);
+    for (int f = 0; f < num_features; ++f) adjoint[f].assign(tables[f].size(), 0.f);
     for (const auto& step : steps) {
       int lo = step[0]->start, hi = 0;
       for (const SliceInfo* s : step) lo = std::min(lo, s->start), hi = std::max(hi, s->start + s->width);
@@ -411,7 +418,11 @@ void TestWideSlicesExact(int batch) {
         }
       }
     }
-    EXPECT_TRUE(grads == adjoint);
+    for (int f = 0; f < num_features; ++f) {
+      const float* guard = grads[f].data() + tables[f].size();
+      EXPECT_TRUE(std::memcmp(grads[f].data(), adjoint[f].data(), adjoint[f].size() * sizeof(float)) == 0);
+      EXPECT_TRUE(std::all_of(guard, guard + kGuard, [](float x) { return std::signbit(x); }));
+    }
   }
 }
 
