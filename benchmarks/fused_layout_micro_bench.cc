@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
     const double fwd = MinMs(runs, [&] { Check(LayoutForward(w.config, blocks, o, batch, out_bufs, runner, threads)); });
     MustMatch(peer_outputs, outputs, "forward");
     const double bwd = MinMs(runs, [&] {
-      for (auto& g : grad_storage) std::fill(g.begin(), g.end(), 0.f);
+      ZeroBuffers(table_grads, runner);
       Check(LayoutBackward(w.config, grad_blocks, o, batch, grad_bufs, runner, threads));
     });
     MustMatch(peer_grads, grad_storage, "backward");

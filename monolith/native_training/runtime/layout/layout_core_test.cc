@@ -426,6 +426,20 @@ void TestWideSlicesExact(int batch) {
   }
 }
 
+// Gradient buffers are zeroed whole, small ones with plain stores and large ones (9 MB here, from
+// an unaligned start, in 1 MiB pieces) with streaming stores, with or without threads.
+void TestZeroBuffers() {
+  for (const ParallelRunner& runner : {ParallelRunner(), ThreadRunner()}) {
+    std::vector<float> small(1000, 3.f), large((9 << 20) / sizeof(float) + 13, 3.f);
+    ZeroBuffers({{small.data() + 1, 998}}, runner);
+    EXPECT_TRUE(small.front() == 3.f && small.back() == 3.f);
+    EXPECT_TRUE(std::all_of(small.begin() + 1, small.end() - 1, [](float x) { return x == 0.f; }));
+    ZeroBuffers({{large.data() + 3, (int64_t)large.size() - 4}, {small.data(), 1}}, runner);
+    EXPECT_TRUE(large[2] == 3.f && large.back() == 3.f && small[0] == 0.f);
+    EXPECT_TRUE(std::all_of(large.begin() + 3, large.end() - 1, [](float x) { return x == 0.f; }));
+  }
+}
+
 }  // namespace
 }  // namespace layout
 }  // namespace monolith
@@ -439,6 +453,7 @@ int main() {
   monolith::layout::TestBadInput();
   monolith::layout::TestWideSlicesExact(45);
   monolith::layout::TestWideSlicesExact(13200);
+  monolith::layout::TestZeroBuffers();
   std::printf("PASSED\n");
   return 0;
 }

@@ -873,7 +873,7 @@ int64_t StepBlock(const Step& step, const std::vector<Block>& blocks, const Offs
 
 // Runs fn(0) ... fn(n - 1) through the runner, or serially without one.
 void RunItems(const ParallelRunner& runner, int64_t n, const std::function<void(int64_t)>& fn) {
-  if (n > 1) {
+  if (runner && n > 1) {
     runner(n, fn);
   } else {
     for (int64_t i = 0; i < n; ++i) fn(i);
@@ -1011,6 +1011,32 @@ std::string LayoutForward(const LayoutConfig& config, const std::vector<Block>& 
     std::string err = ForwardRows(config, steps, blocks, offsets, row_begin, row_end, outputs);
     StreamFence();  // the streamed rows are visible to whoever reads the outputs next
     return err;
+  });
+}
+
+void ZeroBuffers(const std::vector<FloatBuffer>& buffers, const ParallelRunner& runner) {
+  constexpr int64_t kPiece = 1 << 18;  // floats (1 MiB) zeroed per work item
+  std::vector<FloatBuffer> pieces;
+  int64_t total = 0;
+  for (const FloatBuffer& b : buffers) {
+    total += b.size;
+    for (int64_t i = 0; i < b.size; i += kPiece) pieces.push_back({b.data + i, std::min(kPiece, b.size - i)});
+  }
+  // Buffers far larger than the caches: every line is written whole and evicted before it is read
+  // again, so plain stores would first read it from memory (2-thread zeroing of 51 MB: 2.7 ms with
+  // memset, 1.7 ms streamed).
+  const bool stream = total * static_cast<int64_t>(sizeof(float)) >= kStreamOutputBytes;
+  RunItems(runner, pieces.size(), [&pieces, stream](int64_t i) {
+    float* p = pieces[i].data;
+    float* const end = p + pieces[i].size;
+    if (!stream) {
+      std::fill(p, end, 0.f);
+      return;
+    }
+    for (; p < end && (reinterpret_cast<uintptr_t>(p) & 31) != 0; ++p) *p = 0.f;
+    for (; p + 8 <= end; p += 8) __builtin_ia32_movntps256(p, V8{});
+    for (; p < end; ++p) *p = 0.f;
+    StreamFence();
   });
 }
 

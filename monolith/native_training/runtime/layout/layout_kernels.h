@@ -86,6 +86,10 @@ std::string LayoutBackward(const LayoutConfig& config, const std::vector<Block>&
                            const std::vector<FloatBuffer>& output_grads,
                            const ParallelRunner& runner, int num_threads);
 
+// Zeroes `buffers` (LayoutBackward's gradient buffers), in pieces run through the runner (serially
+// without one). Large buffers are written with non-temporal stores.
+void ZeroBuffers(const std::vector<FloatBuffer>& buffers, const ParallelRunner& runner);
+
 // Upstream batch/offset sanity checks shared with the GPU path: batch_size > 0, each output can
 // hold batch_size rows.
 std::string CheckOutputs(const LayoutConfig& config, int64_t batch_size,

@@ -497,14 +497,8 @@ class LayoutBackwardCpu : public LayoutKernelBase {
   void Compute(OpKernelContext* ctx) override {
     BackwardInputs in;
     OP_REQUIRES_OK(ctx, ReadBackwardInputs(ctx, &in));
-    // The CPU core accumulates into the gradients, which are as large as the embedding tables:
-    // zeroed in parallel, in 1 MiB chunks.
-    constexpr int64_t kZeroChunk = 1 << 18;
-    std::vector<FloatBuffer> chunks;
-    for (const FloatBuffer& g : in.grads) {
-      for (int64_t i = 0; i < g.size; i += kZeroChunk) chunks.push_back({g.data + i, std::min(kZeroChunk, g.size - i)});
-    }
-    Runner(ctx)(chunks.size(), [&chunks](int64_t i) { std::fill_n(chunks[i].data, chunks[i].size, 0.f); });
+    // The CPU core accumulates into the gradients, which are as large as the embedding tables.
+    ::monolith::layout::ZeroBuffers(in.grads, Runner(ctx));
     OP_REQUIRES_OK(ctx, ToStatus(::monolith::layout::LayoutBackward(config_, in.blocks, in.offsets, in.batch,
                                                                      in.tensors_grad, Runner(ctx),
                                                                      NumThreads(ctx))));
