@@ -243,7 +243,7 @@ class ResolvedRows {
     if (rows <= 0) return true;
     if (e0 < 0 || e1 > o.num_entries) return Fault(blocks, o, widest, e0, e1, err);
     // Non-decreasing offsets inside [0, num_fids]: every entry's range then lies inside that of
-    // the chunk, [first, last). One branch-free pass (vectorised), not a check per row.
+    // the chunk, [first, last). One branch-free pass, not a branch per row.
     const int32_t* fo = o.feature_offset + e0;
     const int64_t first = fo[0];
     const int64_t last = e1 < o.num_entries ? o.feature_offset[e1] : o.num_fids;
@@ -692,8 +692,9 @@ void SumSlice(const SliceGrad& sg, const ResolvedRows& fids, int64_t r0, int64_t
 // tiles of `sums` (span.tiles per row, zeroed here): slice by slice in slice order, so every
 // element gets its terms in that order. Slice-major over the chunk, each loop runs with its
 // slice's layout fixed (a per-row walk over the slices cost ~130 instructions per row of a
-// two-slice step) and walks one upstream-gradient column, prefetched kPrefetchEntries rows ahead
-// (each row of it is a miss).
+// two-slice step) and walks one upstream-gradient column. Each row of it is a miss: the previous
+// chunk's scatter prefetched them, and each loop also prefetches kPrefetchEntries rows ahead (for
+// a step's first chunk).
 void SumChunk(const PooledSpan& span, const ResolvedRows& fids, int64_t r0, int64_t r1, int64_t batch_size,
               V8* sums) {
   std::fill_n(sums, (r1 - r0) * span.tiles, V8{});
