@@ -301,6 +301,12 @@ class ResolvedRows {
   void Head(int64_t off, int64_t bytes) const {
     for (int64_t k = 0; k < kPrefetchFids; ++k) PrefetchFid<kForWrite>(ptrs_[k], off, bytes);
   }
+  // Prefetches, for each of row i's fids, the row of the fid kPrefetchFids positions later (a row
+  // a few rows ahead).
+  template <bool kForWrite>
+  void PrefetchAhead(int64_t i, int64_t off, int64_t bytes) const {
+    for (int64_t k = bounds_[i]; k < bounds_[i + 1]; ++k) PrefetchFid<kForWrite>(ptrs_[k + kPrefetchFids], off, bytes);
+  }
 
  private:
   [[gnu::noinline, gnu::cold]] bool Fault(const std::vector<Block>& blocks, const Offsets& o, const SliceInfo& s,
@@ -452,10 +458,8 @@ std::string ForwardSliceRows(const LayoutConfig& config, const SliceInfo& s, con
     if (!fids->Resolve(blocks, o, s, fe.start + r0, fe.start + r1, 0, kAllFids, &err)) return err;
     fids->Head<false>(s.start, s.width * sizeof(float));
     for (int64_t r = r0; r < r1; ++r) {
-      const float* const* srcs = fids->Fids(r - r0);
-      const int64_t n = fids->Count(r - r0);
-      for (int64_t k = 0; k < n; ++k) PrefetchFid<false>(srcs[k + kPrefetchFids], s.start, s.width * sizeof(float));
-      PoolEntry(s, srcs, n, out + r * row, assign);
+      fids->PrefetchAhead<false>(r - r0, s.start, s.width * sizeof(float));
+      PoolEntry(s, fids->Fids(r - r0), fids->Count(r - r0), out + r * row, assign);
     }
   }
   return "";
@@ -565,7 +569,7 @@ std::string ForwardRows(const LayoutConfig& config, const std::vector<Step>& ste
         const float* const* srcs = fids.Fids(r - r0);
         const int64_t n = fids.Count(r - r0);
         fids.PrefetchFollowing(r - r0);
-        for (int64_t k = 0; k < n; ++k) PrefetchFid<false>(srcs[k + kPrefetchFids], widest.start, touch_bytes);
+        fids.PrefetchAhead<false>(r - r0, widest.start, touch_bytes);
         const float nf = static_cast<float>(n);
         rider.dst = plan.rider.Row(r);
         for (size_t j = 0; j < num_targets; ++j) {
@@ -837,7 +841,7 @@ std::string BackwardRows(const LayoutConfig& config, const std::vector<Step>& st
       }
       for (int64_t r = r0; r < r1; ++r) {
         float* const* rows = fids.Fids(r - r0);
-        for (int64_t k = 0; k < fids.Count(r - r0); ++k) PrefetchFid<true>(rows[k + kPrefetchFids], touch_off, touch_bytes);
+        fids.PrefetchAhead<true>(r - r0, touch_off, touch_bytes);
         // FIRSTN: slice by slice, fid by fid.
         if (r + kPrefetchEntries < batch_size) {
           for (const SliceInfo* s : step.slices) {
