@@ -87,31 +87,20 @@ void CuckooMap::Unlock(const Locked& l) {
 
 CuckooMap::Value* CuckooMap::FindIn(const Locked& l, int64_t key) {
   Bucket* buckets = buckets_.load(std::memory_order_relaxed);
-  for (uint64_t b : {l.i1, l.i2}) {
-    Bucket& bucket = buckets[b];
-    for (int s = 0; s < kSlotsPerBucket; ++s) {
-      if (bucket.keys[s] == key && bucket.values[s].handle != 0) return &bucket.values[s];
-    }
-  }
-  return nullptr;
+  const Probe p = ProbeLocked(l, key);
+  return p.state == Probe::kFound ? &buckets[p.bucket].values[p.slot] : nullptr;
 }
 
 uint32_t CuckooMap::Erase(int64_t key) {
   Locked l = LockKey(key);
   Bucket* buckets = buckets_.load(std::memory_order_relaxed);
-  uint32_t handle = 0;
-  for (uint64_t b : {l.i1, l.i2}) {
-    for (int s = 0; s < kSlotsPerBucket && handle == 0; ++s) {
-      Value& v = buckets[b].values[s];
-      if (buckets[b].keys[s] == key && v.handle != 0) {
-        handle = v.handle;
-        v.handle = 0;
-        l.locks->AddCount(b & (l.locks->size - 1), -1);
-      }
-    }
+  const Probe p = ProbeLocked(l, key);
+  if (p.state == Probe::kFound) {
+    buckets[p.bucket].values[p.slot].handle = 0;
+    l.locks->AddCount(p.bucket & (l.locks->size - 1), -1);
   }
   Unlock(l);
-  return handle;
+  return p.state == Probe::kFound ? p.value.handle : 0;
 }
 
 // Called with `stripe` locked after a doubling from >= kMaxLocks buckets: old bucket b moves to

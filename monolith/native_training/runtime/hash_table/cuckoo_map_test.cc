@@ -43,6 +43,27 @@ void TestBasic() {
   MONOLITH_EXPECT(CuckooMap(1000).BucketCount() == 256);
 }
 
+// Keys are compared 32 bits at a time (KeyMask): keys that share one half with others in the
+// same bucket, or whose halves each appear in a different key, must still match exactly.
+void TestKeysSharingHalves() {
+  CuckooMap m(1);  // one bucket: every key lands in it
+  const int64_t stored[] = {0x0000000100000005, 0x0000000200000005, 0x0000000500000000, -5};
+  for (int64_t k : stored) {
+    m.Upsert(k, [k] { return HandleFor(k); }, [](CuckooMap::Value&, bool) {});
+  }
+  MONOLITH_EXPECT(m.BucketCount() == 1 && m.Size() == 4);
+  for (int64_t k : stored) {
+    uint32_t h = 0;
+    MONOLITH_EXPECT(m.Find(k, [&](CuckooMap::Value& v) { h = v.handle; }) && h == HandleFor(k));
+  }
+  const int64_t absent[] = {5, 0x0000000300000005, 0x0000000500000005, 0x00000005fffffffb,
+                            static_cast<int64_t>(0xfffffffb00000005)};
+  for (int64_t k : absent) MONOLITH_EXPECT(!m.Find(k, [](CuckooMap::Value&) {}));
+  MONOLITH_EXPECT(m.Erase(0x0000000200000005) == HandleFor(0x0000000200000005));
+  MONOLITH_EXPECT(!m.Find(0x0000000200000005, [](CuckooMap::Value&) {}));
+  MONOLITH_EXPECT(m.Find(0x0000000100000005, [](CuckooMap::Value&) {}));
+}
+
 // Growth from one bucket past the kMaxLocks-bucket boundary, where doubling switches to lazy
 // per-stripe migration; every key must stay findable with its value.
 void TestGrowthSingleThread() {
@@ -230,6 +251,7 @@ int main() {
   using namespace monolith::hash_table;
   return testing::RunTests({
       {"Basic", TestBasic},
+      {"KeysSharingHalves", TestKeysSharingHalves},
       {"GrowthSingleThread", TestGrowthSingleThread},
       {"ConcurrentReadersWriters", TestConcurrentReadersWriters},
       {"ConcurrentGrowth", TestConcurrentGrowth},
