@@ -42,6 +42,28 @@ inline void PrefetchLines(const void* p, int64_t bytes) {
   } while (at < end);
 }
 
+// Prefetches the cache line holding p into L2 only (for reading).
+inline void PrefetchLineToL2(const void* p) {
+#if defined(__x86_64__)
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 0, 2);
+  asm volatile("" : : "r"(p));
+#endif
+}
+
+// A row read from its start soon after: the line holding p into L1, the rest of [p, p + bytes)
+// into L2. Batched lookups prefetch rows 16 keys ahead; asking for every line of 256-byte rows
+// in L1 ran them ~15 % slower (1M keys, dim 64), presumably because an L1 prefetch holds one of
+// the core's few L1 miss buffers until its line arrives.
+inline void PrefetchRow(const void* p, int64_t bytes) {
+  PrefetchLine(p);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+  for (uintptr_t at = (reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}) + 64; at < end; at += 64) {
+    PrefetchLineToL2(reinterpret_cast<const char*>(at));
+  }
+}
+
 }  // namespace monolith
 
 #endif  // MONOLITH_NATIVE_TRAINING_RUNTIME_COMMON_PREFETCH_H_

@@ -108,7 +108,7 @@ int64_t EmbeddingHashTable::BatchLookup(const int64_t* ids, int64_t n, float* ou
       ids, n,
       [&](const CuckooMap::Value& v) {
         // A stale handle only prefetches a wrong (still mapped) address, which is harmless.
-        PrefetchLines(arena_.Get(v.handle), lookup_prefetch_bytes_);
+        PrefetchRow(arena_.Get(v.handle), lookup_prefetch_bytes_);
       },
       [&](int64_t i, const CuckooMap::Value* v) {
         if (v == nullptr) {
