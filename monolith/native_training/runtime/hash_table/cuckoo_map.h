@@ -67,10 +67,10 @@ class CuckooMap {
   }
 
   // Lock-free batch read, pipelined so that the cache misses of different keys overlap (see
-  // Pipeline): read(i, value or null when absent) runs once key i's entry was prefetched through
-  // prefetch(value). When a writer or resize interfered with key i, whatever read(i, ...) wrote
-  // may be torn and locked_read(i) runs instead (it must overwrite it, and return whether the key
-  // exists). Returns the number of keys found.
+  // Pipeline): prefetch(value) prefetches key i's entry and returns its address, and read(i, that
+  // address, or null when absent) runs once it was prefetched. When a writer or resize interfered
+  // with key i, whatever read(i, ...) wrote may be torn and locked_read(i) runs instead (it must
+  // overwrite it, and return whether the key exists). Returns the number of keys found.
   template <typename PrefetchFn, typename ReadFn, typename LockedReadFn>
   int64_t BatchOptimisticFind(const int64_t* keys, int64_t n, PrefetchFn&& prefetch, ReadFn&& read,
                               LockedReadFn&& locked_read) const {
@@ -85,7 +85,7 @@ class CuckooMap {
       const Snapshot snap = TakeSnapshot();
       i = Pipeline</*kForLookup=*/true>(keys, i, n, snap, prefetch, [&](int64_t j, const Probe& p) {
         if (p.state != Probe::kUnreadable) {
-          read(j, p.state == Probe::kFound ? &p.value : nullptr);
+          read(j, p.state == Probe::kFound ? p.entry : nullptr);
           if (ValidProbe(snap, p, seq)) {
             found += p.state == Probe::kFound;
             return true;
@@ -284,6 +284,8 @@ class CuckooMap {
     uint64_t v1, v2;  // their stripes' versions before reading
     uint64_t bucket;  // kFound: the bucket holding the key, and its slot
     Value value;
+    // kFound in a batched lookup: the entry address its prefetch returned (computed once).
+    const void* entry;
     State state;
     uint8_t slot;
   };
@@ -411,7 +413,13 @@ class CuckooMap {
         } else {
           ReadBuckets(snap.buckets, keys[f], &p);
         }
-        if (p.state == Probe::kFound) prefetch(p.value);
+        if (p.state == Probe::kFound) {
+          if constexpr (kForLookup) {
+            p.entry = prefetch(p.value);
+          } else {
+            prefetch(p.value);
+          }
+        }
       }
     };
     for (int64_t step = begin - 2 * kAhead; step < begin; ++step) advance(step);

@@ -23,16 +23,15 @@ int PickShard() {
 }  // namespace
 
 EntryArena::EntryArena(int64_t entry_bytes)
-    : stride_(std::max<int64_t>(8, (entry_bytes + 7) / 8 * 8)), shards_(new Shard[kShards]) {
-  for (int s = 0; s < kShards; ++s) {
-    void* p = std::calloc(kMaxBlocks, sizeof(std::atomic<char*>));
-    if (p == nullptr) throw std::bad_alloc();
-    shards_[s].blocks = static_cast<std::atomic<char*>*>(p);
-  }
+    : stride_(std::max<int64_t>(8, (entry_bytes + 7) / 8 * 8)),
+      blocks_(static_cast<std::atomic<char*>*>(
+          std::calloc(kShards * kMaxBlocks, sizeof(std::atomic<char*>)))),
+      shards_(new Shard[kShards]) {
+  if (blocks_ == nullptr) throw std::bad_alloc();
 }
 
 EntryArena::~EntryArena() {
-  for (int s = 0; s < kShards; ++s) std::free(shards_[s].blocks);
+  std::free(blocks_);
   for (const auto& chunk : chunks_) munmap(chunk.first, chunk.second);
 }
 
@@ -67,8 +66,9 @@ uint32_t EntryArena::Allocate() {
     const int64_t max_blocks = s == kShards - 1 ? kMaxBlocks - 1 : kMaxBlocks;
     if (shard.num_blocks >= max_blocks) throw std::bad_alloc();
     // Blocks released by Reset stay mapped and are reused.
-    if (shard.blocks[shard.num_blocks].load(std::memory_order_relaxed) == nullptr) {
-      shard.blocks[shard.num_blocks].store(NewBlock(), std::memory_order_release);
+    std::atomic<char*>& block = blocks_[s * kMaxBlocks + shard.num_blocks];
+    if (block.load(std::memory_order_relaxed) == nullptr) {
+      block.store(NewBlock(), std::memory_order_release);
     }
     ++shard.num_blocks;
     shard.next_index = 0;
@@ -86,7 +86,7 @@ void EntryArena::Reset() {
     // Physical memory goes back to the kernel; the mappings stay valid so that a lock-free
     // reader holding a stale handle reads zeros (and then fails its version check).
     for (int64_t b = 0; b < shard.num_blocks; ++b) {
-      madvise(shard.blocks[b].load(), BlockBytes(), MADV_DONTNEED);
+      madvise(blocks_[s * kMaxBlocks + b].load(), BlockBytes(), MADV_DONTNEED);
     }
     shard.num_blocks = 0;
     shard.next_index = kBlockEntries;

@@ -30,7 +30,7 @@ class EntryArena {
   uint32_t Allocate();
   char* Get(uint32_t handle) const {
     const uint32_t raw = handle - 1;
-    return shards_[raw >> 29].blocks[(raw >> 12) & (kMaxBlocks - 1)].load(std::memory_order_relaxed) +
+    return blocks_[raw >> 12].load(std::memory_order_relaxed) +
            static_cast<int64_t>(raw & (kBlockEntries - 1)) * stride_;
   }
   // Releases every entry. The caller guarantees no concurrent writer (all map locks held).
@@ -42,8 +42,6 @@ class EntryArena {
  private:
   struct Shard {
     mutable std::mutex mu;
-    // Lazily committed (calloc) table of block pointers; published before any handle into them.
-    std::atomic<char*>* blocks = nullptr;
     int64_t num_blocks = 0;
     int next_index = kBlockEntries;  // next free index in the last block
   };
@@ -54,6 +52,10 @@ class EntryArena {
   char* NewBlock();
 
   const int64_t stride_;
+  // Lazily committed (calloc) table of block pointers, kMaxBlocks per shard in shard order, so
+  // that a handle's top 20 bits index it (one load per Get); a block's pointer is published before
+  // any handle into it.
+  std::atomic<char*>* const blocks_;
   std::unique_ptr<Shard[]> shards_;
   std::mutex chunk_mu_;
   std::vector<std::pair<void*, size_t>> chunks_;  // mappings, released at destruction
