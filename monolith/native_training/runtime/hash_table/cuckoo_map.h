@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #if defined(__SSE2__)
@@ -275,6 +276,8 @@ class CuckooMap {
     uint64_t mask;
     const Bucket* buckets;
     const LockArray* locks;
+    const Stripe* stripes;  // locks->stripes and locks->size - 1, read once per snapshot
+    uint64_t lock_mask;
     bool check_migrated;  // some stripe still waits for its lazy migration
   };
   // One key's lock-free read in progress.
@@ -295,6 +298,8 @@ class CuckooMap {
     snap.mask = (uint64_t{1} << hashpower_.load(std::memory_order_acquire)) - 1;
     snap.buckets = buckets_.load(std::memory_order_acquire);
     snap.locks = locks_.load(std::memory_order_acquire);
+    snap.stripes = snap.locks->stripes.get();
+    snap.lock_mask = snap.locks->size - 1;
     snap.check_migrated = unmigrated_stripes_.load(std::memory_order_acquire) != 0;
     return snap;
   }
@@ -356,10 +361,9 @@ class CuckooMap {
   // so that ValidProbe can tell whether ReadBuckets saw a consistent state.
   __attribute__((always_inline)) static void ReadBucketsVersioned(const Snapshot& snap,
                                                                   int64_t key, Probe* p) {
-    const uint64_t lock_mask = snap.locks->size - 1;
-    const size_t s1 = p->b1 & lock_mask, s2 = p->b2 & lock_mask;
-    p->v1 = snap.locks->stripes[s1].version.load(std::memory_order_acquire);
-    p->v2 = snap.locks->stripes[s2].version.load(std::memory_order_acquire);
+    const size_t s1 = p->b1 & snap.lock_mask, s2 = p->b2 & snap.lock_mask;
+    p->v1 = snap.stripes[s1].version.load(std::memory_order_acquire);
+    p->v2 = snap.stripes[s2].version.load(std::memory_order_acquire);
     if (((p->v1 | p->v2) & 1) ||
         (snap.check_migrated && !(snap.locks->migrated[s1].load(std::memory_order_acquire) &&
                                   snap.locks->migrated[s2].load(std::memory_order_acquire)))) {
@@ -372,9 +376,8 @@ class CuckooMap {
   // read, i.e. everything read since ReadBucketsVersioned is consistent.
   bool ValidProbe(const Snapshot& snap, const Probe& p, uint64_t seq) const {
     std::atomic_thread_fence(std::memory_order_acquire);
-    const uint64_t lock_mask = snap.locks->size - 1;
-    return snap.locks->stripes[p.b1 & lock_mask].version.load(std::memory_order_relaxed) == p.v1 &&
-           snap.locks->stripes[p.b2 & lock_mask].version.load(std::memory_order_relaxed) == p.v2 &&
+    return snap.stripes[p.b1 & snap.lock_mask].version.load(std::memory_order_relaxed) == p.v1 &&
+           snap.stripes[p.b2 & snap.lock_mask].version.load(std::memory_order_relaxed) == p.v2 &&
            resize_seq_.load(std::memory_order_relaxed) == seq;
   }
 
@@ -393,20 +396,21 @@ class CuckooMap {
     constexpr int64_t kRing = 64;  // a power of two (the index is masked) > 2 * kAhead
     static_assert(2 * kAhead < kRing, "the ring holds the keys in flight");
     Probe ring[kRing];
-    const uint64_t lock_mask = snap.locks->size - 1;
-    auto advance = [&](int64_t step) __attribute__((always_inline)) {
+    // kChecked: the stages check that their key is in [begin, n) (all but the steady state).
+    auto advance = [&](auto checked, int64_t step) __attribute__((always_inline)) {
+      constexpr bool kChecked = decltype(checked)::value;
       const int64_t s = step + 2 * kAhead, f = step + kAhead;
-      if (s >= begin && s < n) {
+      if (!kChecked || (s >= begin && s < n)) {
         Probe& p = ring[s & (kRing - 1)];
         StartProbe(snap, keys[s], &p);
         PrefetchLine(&snap.buckets[p.b1]);
         PrefetchLine(&snap.buckets[p.b2]);
         if (!kForLookup) {
-          PrefetchLine</*kForWrite=*/true>(&snap.locks->stripes[p.b1 & lock_mask]);
-          PrefetchLine</*kForWrite=*/true>(&snap.locks->stripes[p.b2 & lock_mask]);
+          PrefetchLine</*kForWrite=*/true>(&snap.stripes[p.b1 & snap.lock_mask]);
+          PrefetchLine</*kForWrite=*/true>(&snap.stripes[p.b2 & snap.lock_mask]);
         }
       }
-      if (f >= begin && f < n) {
+      if (!kChecked || (f >= begin && f < n)) {
         Probe& p = ring[f & (kRing - 1)];
         if (kForLookup) {
           ReadBucketsVersioned(snap, keys[f], &p);
@@ -422,9 +426,16 @@ class CuckooMap {
         }
       }
     };
-    for (int64_t step = begin - 2 * kAhead; step < begin; ++step) advance(step);
-    for (int64_t i = begin; i < n; ++i) {
-      advance(i);
+    using Checked = std::true_type;
+    using Unchecked = std::false_type;
+    for (int64_t step = begin - 2 * kAhead; step < begin; ++step) advance(Checked(), step);
+    int64_t i = begin;
+    for (; i < n - 2 * kAhead; ++i) {
+      advance(Unchecked(), i);
+      if (!finish(i, ring[i & (kRing - 1)])) return i + 1;
+    }
+    for (; i < n; ++i) {
+      advance(Checked(), i);
       if (!finish(i, ring[i & (kRing - 1)])) return i + 1;
     }
     return n;
@@ -457,12 +468,10 @@ class CuckooMap {
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
     return x ^ (x >> 31);
   }
-  // The other candidate bucket: `bucket` xor a multiple of an 8-bit tag of the hash.
+  // The other candidate bucket: `bucket` xor a multiple of an 8-bit tag of the hash, taken from
+  // its top bits (the bucket comes from the low ones; splitmix64 mixes every bit).
   static uint64_t Alt(uint64_t bucket, uint64_t hash, uint64_t mask) {
-    uint32_t h32 = static_cast<uint32_t>(hash) ^ static_cast<uint32_t>(hash >> 32);
-    uint16_t h16 = static_cast<uint16_t>(h32) ^ static_cast<uint16_t>(h32 >> 16);
-    const uint64_t tag = static_cast<uint64_t>(static_cast<uint8_t>(h16) ^
-                                               static_cast<uint8_t>(h16 >> 8)) + 1;
+    const uint64_t tag = (hash >> 56) + 1;
     return (bucket ^ (tag * 0xc6a4a7935bd1e995ULL)) & mask;
   }
 
