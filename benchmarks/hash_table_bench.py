@@ -11,7 +11,8 @@ after. Every ratio is printed ("x" = ours / peer).
 
 The compared tables stay alive side by side and are timed in alternating rounds (best round
 each), so that load from other processes hits every table alike. Each (keys, dim, threads)
-configuration runs in a child process of its own (see _run_each_in_child).
+configuration's tables and its Adagrad step each run in a child process of their own (see
+_run_each_in_child).
 
   bazel run //benchmarks:hash_table_bench -- --keys=1000000,10000000 --dims=16,64
 """
@@ -39,6 +40,9 @@ flags.DEFINE_list("keys", ["1000000", "10000000"], "Numbers of keys held by each
 flags.DEFINE_list("dims", ["16", "64"], "Embedding dims.")
 flags.DEFINE_list("threads", ["1", "2"], "Concurrent session threads issuing batches.")
 flags.DEFINE_integer("batch", 65536, "Ids per op call.")
+flags.DEFINE_enum("phase", "all", ["all", "tables", "adagrad"],
+                  "Which measurements: the tables' insert, lookup and RSS; Adagrad apply_gradients; "
+                  "or both.")
 flags.DEFINE_integer("timing_rounds", 5,
                      "Alternating timing rounds of lookups and of apply_gradients (one pass over "
                      "all keys each); the best round counts.")
@@ -206,8 +210,11 @@ def _bench_adagrad(keys: int, dim: int, threads: int, batch: int):
   return out
 
 
-def _bench_config(keys: int, dim: int, threads: int, batch: int):
+def _report_tables(keys: int, dim: int, threads: int, batch: int):
   payload = 8 + 4 * dim
+  # Throwaway round: first-use costs of the TF runtime (thread pools, per-thread malloc arenas)
+  # would otherwise be charged to whichever table is measured first.
+  _bench_tables(4 * batch, 16, threads, batch)
   r = _bench_tables(keys, dim, threads, batch)
   ours = r["monolith"]
   for peer in ["DenseHashTable", "MutableHashTable"]:
@@ -220,6 +227,9 @@ def _bench_config(keys: int, dim: int, threads: int, batch: int):
   print("keys=%d dim=%d threads=%d monolith (sgd) RSS/entry %.1f B vs payload %d B: x%.2f" %
         (keys, dim, threads, ours[2], payload, ours[2] / payload),
         flush=True)
+
+
+def _report_adagrad(keys: int, dim: int, threads: int, batch: int):
   a = _bench_adagrad(keys, dim, threads, batch)
   print("keys=%d dim=%d threads=%d adagrad apply_gradients %.2fM rows/s vs composed TF "
         "ops %.2fM rows/s: x%.2f" % (keys, dim, threads, a["monolith"] / 1e6,
@@ -227,24 +237,28 @@ def _bench_config(keys: int, dim: int, threads: int, batch: int):
         flush=True)
 
 
-def _run_each_in_child(configs) -> int:
-  """Runs every (keys, dim, threads) configuration in a fresh child process of this script:
+_PHASES = {"tables": _report_tables, "adagrad": _report_adagrad}
+
+
+def _run_each_in_child(units) -> int:
+  """Runs every ((keys, dim, threads), phase) unit in a fresh child process of this script:
   - TF sizes the thread pools of every session in a process by the first session's config, so
     in one process the "1 thread" runs gave the composed peer ops two intra-op threads;
-  - the peers' freed memory is not all returned to the OS, and one 10M-key dim-64 configuration
-    alone peaks near 23 GB of RSS: back to back in one process they ran a 24 GB machine out of
-    memory.
+  - memory freed by one phase is not all returned to the OS (TF's CPU allocator keeps the peers'
+    tensors pooled), and at 10M keys and dim 64 the tables phase peaks near 17 GB of RSS and
+    leaves ~9 GB held: the Adagrad phase on top of it was killed for memory on a 23 GB machine.
   Returns the exit status: 1 if any child failed."""
   failed = []
-  for keys, dim, threads in configs:
+  for (keys, dim, threads), phase in units:
     args = ["--keys=%d" % keys, "--dims=%d" % dim, "--threads=%d" % threads,
-            "--batch=%d" % FLAGS.batch, "--timing_rounds=%d" % FLAGS.timing_rounds]
-    logging.info("configuration %s", " ".join(args))
+            "--batch=%d" % FLAGS.batch, "--timing_rounds=%d" % FLAGS.timing_rounds,
+            "--phase=%s" % phase]
+    logging.info("running %s", " ".join(args))
     rc = subprocess.call([sys.executable, sys.argv[0]] + args)
     if rc != 0:
       failed.append("%s (exit status %d)" % (" ".join(args), rc))
   for f in failed:
-    logging.error("configuration failed: %s", f)
+    logging.error("failed: %s", f)
   return 1 if failed else 0
 
 
@@ -257,14 +271,13 @@ def main(argv):
     # Batch 0 is the warm-up: fewer than two batches leave nothing to time.
     raise app.UsageError("--keys %s: each must be at least 2 * --batch = %d" %
                          (",".join(map(str, small)), 2 * FLAGS.batch))
-  if len(configs) > 1:
-    return _run_each_in_child(configs)
+  phases = list(_PHASES) if FLAGS.phase == "all" else [FLAGS.phase]
+  units = list(itertools.product(configs, phases))
+  if len(units) > 1:
+    return _run_each_in_child(units)
   tf.compat.v1.disable_eager_execution()
-  keys, dim, threads = configs[0]
-  # Throwaway round: first-use costs of the TF runtime (thread pools, per-thread malloc arenas)
-  # would otherwise be charged to whichever table is measured first.
-  _bench_tables(4 * FLAGS.batch, 16, threads, FLAGS.batch)
-  _bench_config(keys, dim, threads, FLAGS.batch)
+  (keys, dim, threads), phase = units[0]
+  _PHASES[phase](keys, dim, threads, FLAGS.batch)
   return 0
 
 
