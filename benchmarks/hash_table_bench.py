@@ -41,8 +41,8 @@ flags.DEFINE_list("dims", ["16", "64"], "Embedding dims.")
 flags.DEFINE_list("threads", ["1", "2"], "Concurrent session threads issuing batches.")
 flags.DEFINE_integer("batch", 65536, "Ids per op call.")
 flags.DEFINE_enum("phase", "all", ["all", "tables", "adagrad"],
-                  "Which measurements: the tables' insert, lookup and RSS; Adagrad apply_gradients; "
-                  "or both.")
+                  "Which measurements: the tables' insert, lookup and RSS; Adagrad "
+                  "apply_gradients; or both.")
 flags.DEFINE_integer("timing_rounds", 5,
                      "Alternating timing rounds of lookups and of apply_gradients (one pass over "
                      "all keys each); the best round counts.")

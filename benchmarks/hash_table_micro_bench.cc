@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -85,8 +86,10 @@ class GatherFloor {
  public:
   GatherFloor(int64_t rows, int row_floats, int dim, std::mt19937_64* rng)
       : row_floats_(row_floats), dim_(dim), order_(rows) {
-    const size_t bytes = (rows * row_floats * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
+    const size_t bytes = (rows * row_floats * sizeof(float) + kHugePage - 1) / kHugePage *
+                         kHugePage;
     data_.reset(static_cast<float*>(std::aligned_alloc(kHugePage, bytes)));
+    if (data_ == nullptr) throw std::bad_alloc();
     monolith::AdviseHugePages(data_.get(), bytes);
     std::fill_n(data_.get(), rows * row_floats, 0.5f);
     for (int64_t i = 0; i < rows; ++i) order_[i] = i;
@@ -161,17 +164,16 @@ void Run(int64_t keys, int dim) {
       std::lock_guard<std::mutex> l(peer.mu);
       for (int64_t i = 0; i < n; ++i) peer.map[id[i]].assign(r + i * dim, r + (i + 1) * dim);
     });
+    auto peer_find = [&](const int64_t* id, int64_t n, float* r) {
+      std::lock_guard<std::mutex> l(peer.mu);
+      for (int64_t i = 0; i < n; ++i) {
+        auto it = peer.map.find(id[i]);
+        std::copy(it->second.begin(), it->second.end(), r + i * dim);
+      }
+    };
     double peer_lookup = 0;
     for (int round = 0; round < kLookupRounds; ++round) {
-      peer_lookup = std::max(peer_lookup, Throughput(queries, threads, dim, [&](const int64_t* id,
-                                                                                int64_t n,
-                                                                                float* r) {
-        std::lock_guard<std::mutex> l(peer.mu);
-        for (int64_t i = 0; i < n; ++i) {
-          auto it = peer.map.find(id[i]);
-          std::copy(it->second.begin(), it->second.end(), r + i * dim);
-        }
-      }));
+      peer_lookup = std::max(peer_lookup, Throughput(queries, threads, dim, peer_find));
     }
     // Frees the peer's millions of small rows and consolidates them now: glibc merges freed
     // small chunks at the next large allocation, inside whatever is timed next (a pass that
